@@ -1,0 +1,61 @@
+/**
+ * Run work in the background of a web server without blocking the response,
+ * and keep track of it: send the confirmation email after an order, make
+ * thumbnails after an upload, update a search index.
+ *
+ * {@linkcode TaskManager} starts, tracks, cancels and drains tasks;
+ * {@linkcode TaskGroup} runs related tasks as one unit. Both are built only on
+ * web standards (`AbortSignal`, `EventTarget`, `queueMicrotask`, promises), so
+ * they run unchanged on Deno, Bun, Node and edge runtimes, and have no
+ * dependencies.
+ *
+ * @example Fire and forget, with nothing lost
+ * ```ts
+ * import { TaskManager } from "@background/tasks";
+ * import assert from "node:assert/strict";
+ *
+ * const errors: string[] = [];
+ * const tasks = new TaskManager({
+ *   concurrency: 4,
+ *   onError: (error, task) => errors.push(`${task.name}: ${(error as Error).message}`),
+ * });
+ * tasks.run("send-confirmation", async ({ signal }) => {
+ *   signal.throwIfAborted();
+ *   throw new Error("SMTP unavailable");
+ * });
+ * const report = await tasks.shutdown({ timeout: 1000 });
+ * assert.equal(report.completed, 1);
+ * assert.deepEqual(errors, ["send-confirmation: SMTP unavailable"]);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type IdleOptions,
+  type ShutdownOptions,
+  type ShutdownReport,
+  type TaskEventListener,
+  TaskManager,
+  type TaskManagerOptions,
+} from "./src/task_manager.ts";
+export {
+  TaskGroup,
+  type TaskGroupOptions,
+  type TaskResult,
+} from "./src/task_group.ts";
+export {
+  TaskEvent,
+  type TaskEventInit,
+  type TaskEventMap,
+  type TaskEventType,
+} from "./src/task_event.ts";
+export type {
+  RunOptions,
+  Task,
+  TaskContext,
+  TaskFunction,
+  TaskHandle,
+  TaskInfo,
+  TaskStatus,
+} from "./src/types.ts";

@@ -1,0 +1,593 @@
+// The machinery behind TaskManager and TaskGroup: the task records, the
+// FIFO scheduler with its concurrency limit, and the bookkeeping of groups.
+// Nothing here is exported from mod.ts; the public classes are thin fronts.
+//
+// The invariants this file keeps:
+// - a task is counted in exactly one of `pending` and `running` until it
+//   settles, and is in `tasks` for exactly that long;
+// - a task keeps its concurrency slot until its function returns, even after
+//   it was cancelled or timed out;
+// - each task dispatches at most one `start`, at most one `cancel`, exactly
+//   one `settle`, in that order, and an event object is made only when a
+//   listener for its type is attached;
+// - a failure goes to exactly one place: the reader of `value` (if it was read
+//   before the task settled), the group's `awaitAll` (if it was called), or
+//   `onError`;
+// - every listener added to a per-task signal is removed when the task settles.
+
+import { Queue } from "./_queue.ts";
+import { TaskEvent, type TaskEventType } from "./task_event.ts";
+import type {
+  RunOptions,
+  Task,
+  TaskContext,
+  TaskFunction,
+  TaskInfo,
+  TaskStatus,
+} from "./types.ts";
+
+/** Reports a failure nobody else asked for. */
+export type ErrorReporter = (error: unknown, task: TaskInfo) => void;
+
+/** The default `onError`: one line that names the task. */
+export function reportToConsole(error: unknown, task: TaskInfo): void {
+  console.error(
+    `@background/tasks: task "${task.name}" (id ${task.id}) failed:`,
+    error,
+  );
+}
+
+/** A cancellation reason for when the caller gave none. */
+export function abortError(message: string): DOMException {
+  return new DOMException(message, "AbortError");
+}
+
+let lastId = 0;
+
+/**
+ * One task. It is also the handle that `run`, `runWithResult` and
+ * `TaskGroup.add` return, typed there as `TaskHandle` or `Task<T>`: the
+ * fields below are not part of those types.
+ */
+export class TaskRecord<T = unknown> implements Task<T> {
+  readonly id: string = String(++lastId);
+  readonly name: string;
+  status: TaskStatus = "pending";
+  /** Milliseconds since the epoch when the function was called; 0 before. */
+  startTime = 0;
+  fn: TaskFunction<T> | undefined;
+  readonly scheduler: Scheduler;
+  readonly group: GroupCore | undefined;
+  timeout: number | undefined;
+  /** The per-run `signal` option. */
+  external: AbortSignal | undefined = undefined;
+  timeoutSignal: AbortSignal | undefined = undefined;
+  /** Made on the first read of the context's `signal`, or never. */
+  controller: AbortController | undefined = undefined;
+  /** Cancellation (or the timeout) was requested: from then on it decides the outcome. */
+  cancelRequested = false;
+  timedOut = false;
+  /** The cancellation reason, or the `TimeoutError`. */
+  reason: unknown = undefined;
+  /** The value or error, once settled. */
+  result: unknown = undefined;
+  /** `value`, made on first read. */
+  promise: Promise<T> | undefined = undefined;
+  resolve: ((value: unknown) => void) | undefined = undefined;
+  reject: ((error: unknown) => void) | undefined = undefined;
+  /** Resolves the promise handed to `waitUntil`. */
+  done: (() => void) | undefined = undefined;
+  /** A group task that was passed on to the manager's queue. */
+  admitted = false;
+
+  constructor(
+    scheduler: Scheduler,
+    group: GroupCore | undefined,
+    name: string,
+    fn: TaskFunction<T>,
+    timeout: number | undefined,
+  ) {
+    this.scheduler = scheduler;
+    this.group = group;
+    this.name = name;
+    this.fn = fn;
+    this.timeout = timeout;
+  }
+
+  get startedAt(): Date | undefined {
+    return this.startTime === 0 ? undefined : new Date(this.startTime);
+  }
+
+  get value(): Promise<T> {
+    if (this.promise === undefined) {
+      switch (this.status) {
+        case "fulfilled":
+          this.promise = Promise.resolve(this.result as T);
+          break;
+        case "rejected":
+        case "cancelled":
+          this.promise = Promise.reject(this.result);
+          break;
+        default:
+          this.promise = new Promise<T>((resolve, reject) => {
+            this.resolve = resolve as (value: unknown) => void;
+            this.reject = reject;
+          });
+      }
+    }
+    return this.promise;
+  }
+
+  cancel(reason?: unknown): boolean {
+    return this.scheduler.cancel(this, reason);
+  }
+
+  toJSON(): TaskInfo {
+    return {
+      id: this.id,
+      name: this.name,
+      status: this.status,
+      startedAt: this.startedAt,
+    };
+  }
+
+  /** The task's own signal, made on first use. */
+  signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.cancelRequested) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  /** The listener for the external signal and the timeout signal. */
+  handleEvent(event: Event): void {
+    if (event.target === this.timeoutSignal) this.scheduler.expire(this);
+    else this.scheduler.cancel(this, this.external!.reason);
+  }
+}
+
+/** What a task's function receives; its signal is made only when read. */
+class Context implements TaskContext {
+  #task: TaskRecord<unknown>;
+  constructor(task: TaskRecord<unknown>) {
+    this.#task = task;
+  }
+  get signal(): AbortSignal {
+    return this.#task.signal();
+  }
+  get id(): string {
+    return this.#task.id;
+  }
+  get name(): string {
+    return this.#task.name;
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as PromiseLike<unknown>).then === "function";
+}
+
+/** The state behind one TaskManager. */
+export class Scheduler {
+  /** Every unsettled task by id; running ones in the order they started. */
+  readonly tasks: Map<string, TaskRecord> = new Map();
+  readonly queue: Queue<TaskRecord> = new Queue();
+  running = 0;
+  pending = 0;
+  closed = false;
+  /** Settled tasks, for shutdown reports. */
+  completed = 0;
+  cancelled = 0;
+  /** Whether a listener for each event type is attached. */
+  wantStart = false;
+  wantSettle = false;
+  wantCancel = false;
+  readonly #target: EventTarget;
+  readonly #concurrency: number;
+  readonly #timeout: number | undefined;
+  readonly #waitUntil: ((promise: Promise<void>) => void) | undefined;
+  readonly #onError: ErrorReporter;
+  readonly #idleWaiters: Set<() => void> = new Set();
+  #drainScheduled = false;
+  #pumping = false;
+  readonly #drain = (): void => {
+    this.#drainScheduled = false;
+    this.pump();
+  };
+
+  constructor(
+    target: EventTarget,
+    concurrency: number,
+    timeout: number | undefined,
+    waitUntil: ((promise: Promise<void>) => void) | undefined,
+    onError: ErrorReporter,
+  ) {
+    this.#target = target;
+    this.#concurrency = concurrency;
+    this.#timeout = timeout;
+    this.#waitUntil = waitUntil;
+    this.#onError = onError;
+  }
+
+  /** Accepts a task; it starts in a microtask at the earliest. */
+  add<T>(
+    name: string,
+    fn: TaskFunction<T>,
+    options: RunOptions | undefined,
+    group: GroupCore | undefined,
+  ): TaskRecord<T> {
+    const task = new TaskRecord<T>(
+      this,
+      group,
+      name,
+      fn,
+      options?.timeout ?? this.#timeout,
+    );
+    const waitUntil = options?.waitUntil ?? this.#waitUntil;
+    if (waitUntil !== undefined) {
+      waitUntil(new Promise<void>((resolve) => task.done = resolve));
+    }
+    this.tasks.set(task.id, task);
+    this.pending++;
+    group?.accept(task);
+
+    const signal = options?.signal;
+    if (signal?.aborted) return this.#dropLater(task, signal.reason);
+    if (group?.cancelRequested) return this.#dropLater(task, group.reason);
+    if (signal !== undefined) {
+      task.external = signal;
+      signal.addEventListener("abort", task);
+    }
+    if (group === undefined) this.enqueue(task);
+    else group.admit(task);
+    return task;
+  }
+
+  /** A task that must never start: it settles as cancelled in a microtask. */
+  #dropLater<T>(task: TaskRecord<T>, reason: unknown): TaskRecord<T> {
+    task.cancelRequested = true;
+    task.reason = reason;
+    queueMicrotask(() => this.#drop(task));
+    return task;
+  }
+
+  /** Settles a pending task whose cancellation was requested. */
+  #drop(task: TaskRecord): void {
+    if (this.wantCancel) this.#dispatch("cancel", task);
+    this.#settle(task, false, undefined);
+  }
+
+  enqueue(task: TaskRecord): void {
+    this.queue.push(task);
+    if (!this.#drainScheduled && !this.#pumping) {
+      this.#drainScheduled = true;
+      queueMicrotask(this.#drain);
+    }
+  }
+
+  /** Starts queued tasks while slots are free. Never re-entered. */
+  pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.running < this.#concurrency) {
+        const task = this.queue.shift();
+        if (task === undefined) break;
+        if (task.status === "pending" && !task.cancelRequested) {
+          this.#start(task);
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #start(task: TaskRecord): void {
+    this.pending--;
+    this.running++;
+    task.status = "running";
+    task.startTime = Date.now();
+    if (task.group !== undefined) task.group.running++;
+    if (task.timeout !== undefined) {
+      task.timeoutSignal = AbortSignal.timeout(task.timeout);
+      task.timeoutSignal.addEventListener("abort", task);
+    }
+    if (this.wantStart) this.#dispatch("start", task);
+    // A `start` listener may have cancelled it: then its function never runs.
+    if (task.cancelRequested) return this.#settle(task, false, undefined);
+    let result: unknown;
+    try {
+      result = task.fn!(new Context(task));
+    } catch (error) {
+      return this.#settle(task, false, error);
+    }
+    if (isThenable(result)) this.#follow(task, result);
+    else this.#settle(task, true, result);
+  }
+
+  async #follow(
+    task: TaskRecord,
+    promise: PromiseLike<unknown>,
+  ): Promise<void> {
+    let ok = true;
+    let result: unknown;
+    try {
+      result = await promise;
+    } catch (error) {
+      ok = false;
+      result = error;
+    }
+    this.#settle(task, ok, result);
+  }
+
+  /** Requests a task's cancellation; `false` when already settled or requested. */
+  cancel(task: TaskRecord, reason: unknown): boolean {
+    if (task.cancelRequested) return false;
+    if (task.status === "pending") {
+      task.cancelRequested = true;
+      task.reason = reason === undefined
+        ? abortError(`Task "${task.name}" was cancelled`)
+        : reason;
+      this.#drop(task);
+      return true;
+    }
+    if (task.status !== "running") return false;
+    this.#abort(
+      task,
+      reason === undefined
+        ? abortError(`Task "${task.name}" was cancelled`)
+        : reason,
+    );
+    return true;
+  }
+
+  /** The task's timeout elapsed. */
+  expire(task: TaskRecord): void {
+    if (task.cancelRequested || task.status !== "running") return;
+    task.timedOut = true;
+    this.#abort(task, task.timeoutSignal!.reason);
+  }
+
+  /** Aborts a running task; it keeps its slot until its function returns. */
+  #abort(task: TaskRecord, reason: unknown): void {
+    task.cancelRequested = true;
+    task.reason = reason;
+    task.controller?.abort(reason);
+    if (this.wantCancel) this.#dispatch("cancel", task);
+  }
+
+  /** Cancels every unsettled task that existed when called. */
+  cancelAll(reason: unknown): number {
+    let cancelled = 0;
+    for (const task of [...this.tasks.values()]) {
+      if (this.cancel(task, reason)) cancelled++;
+    }
+    return cancelled;
+  }
+
+  #settle(task: TaskRecord, ok: boolean, result: unknown): void {
+    const wasRunning = task.status === "running";
+    let status: TaskStatus;
+    if (task.timedOut) {
+      status = "rejected";
+      result = task.reason;
+    } else if (task.cancelRequested) {
+      status = "cancelled";
+      result = task.reason;
+    } else {
+      status = ok ? "fulfilled" : "rejected";
+    }
+    task.status = status;
+    task.result = result;
+    task.fn = undefined;
+    if (wasRunning) this.running--;
+    else this.pending--;
+    if (status === "cancelled") this.cancelled++;
+    else this.completed++;
+    this.tasks.delete(task.id);
+    task.external?.removeEventListener("abort", task);
+    task.timeoutSignal?.removeEventListener("abort", task);
+
+    if (this.wantSettle) this.#dispatch("settle", task);
+    if (task.promise !== undefined) {
+      if (status === "fulfilled") task.resolve!(result);
+      else task.reject!(result);
+    } else if (status === "rejected" && !task.group?.awaited) {
+      this.#report(result, task);
+    }
+    task.done?.();
+    task.group?.settled(task, wasRunning);
+    if (wasRunning) this.pump();
+    if (this.running === 0 && this.pending === 0) {
+      for (const wake of this.#idleWaiters) wake();
+      this.#idleWaiters.clear();
+    }
+  }
+
+  #report(error: unknown, task: TaskRecord): void {
+    try {
+      this.#onError(error, task.toJSON());
+    } catch (thrown) {
+      reportToConsole(
+        new AggregateError([error, thrown], "onError threw while reporting"),
+        task.toJSON(),
+      );
+    }
+  }
+
+  #dispatch(type: TaskEventType, task: TaskRecord): void {
+    const info = task.toJSON();
+    let event: TaskEvent;
+    if (type !== "settle") {
+      event = new TaskEvent(type, { task: info, reason: task.reason });
+    } else if (task.status === "fulfilled") {
+      event = new TaskEvent(type, { task: info, value: task.result });
+    } else if (task.status === "rejected") {
+      event = new TaskEvent(type, { task: info, error: task.result });
+    } else event = new TaskEvent(type, { task: info, reason: task.result });
+    this.#target.dispatchEvent(event);
+  }
+
+  /** Resolves `true` once idle, or `false` when `signal` aborts first. */
+  whenIdle(signal?: AbortSignal): Promise<boolean> {
+    if (this.running === 0 && this.pending === 0) return Promise.resolve(true);
+    if (signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const onAbort = () => {
+        this.#idleWaiters.delete(wake);
+        resolve(false);
+      };
+      const wake = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(true);
+      };
+      this.#idleWaiters.add(wake);
+      signal?.addEventListener("abort", onAbort);
+    });
+  }
+
+  /** Waits up to `ms` (0: not at all; Infinity: for ever) for idleness. */
+  idleWithin(ms: number): Promise<boolean> {
+    if (ms === Infinity) return this.whenIdle();
+    return this.whenIdle(
+      ms === 0 ? AbortSignal.abort() : AbortSignal.timeout(ms),
+    );
+  }
+
+  /** Snapshots of the running tasks, in start order. */
+  active(): TaskInfo[] {
+    const active: TaskInfo[] = [];
+    for (const task of this.tasks.values()) {
+      if (task.status === "running") active.push(task.toJSON());
+    }
+    return active;
+  }
+}
+
+/** One result of `TaskGroup.awaitAll`. */
+export type TaskResult<T> =
+  | { id: string; name: string; status: "fulfilled"; value: T }
+  | { id: string; name: string; status: "rejected"; error: unknown }
+  | { id: string; name: string; status: "cancelled"; reason: unknown };
+
+/** The state behind one TaskGroup. */
+export class GroupCore {
+  readonly scheduler: Scheduler;
+  /** Every task added, in add order. */
+  readonly tasks: TaskRecord[] = [];
+  running = 0;
+  /** `awaitAll` was called: failures go there instead of to `onError`. */
+  awaited = false;
+  cancelRequested = false;
+  reason: unknown = undefined;
+  readonly #limit: number;
+  readonly #failFast: boolean;
+  readonly #signal: AbortSignal | undefined;
+  /** Tasks waiting for a group slot before they enter the manager's queue. */
+  readonly #held: Queue<TaskRecord> = new Queue();
+  #admitted = 0;
+  #unsettled = 0;
+  #waiters: (() => void)[] = [];
+
+  constructor(
+    scheduler: Scheduler,
+    limit: number,
+    failFast: boolean,
+    signal: AbortSignal | undefined,
+  ) {
+    this.scheduler = scheduler;
+    this.#limit = limit;
+    this.#failFast = failFast;
+    this.#signal = signal;
+    if (signal?.aborted) {
+      this.cancelRequested = true;
+      this.reason = signal.reason;
+    }
+  }
+
+  /** Counts a new task; the group's signal is watched only while one is unsettled. */
+  accept(task: TaskRecord): void {
+    this.tasks.push(task);
+    if (this.#unsettled++ === 0) this.#signal?.addEventListener("abort", this);
+  }
+
+  /** Passes a task on to the manager's queue, or holds it for a group slot. */
+  admit(task: TaskRecord): void {
+    if (this.#admitted < this.#limit) {
+      this.#admitted++;
+      task.admitted = true;
+      this.scheduler.enqueue(task);
+    } else {
+      this.#held.push(task);
+    }
+  }
+
+  settled(task: TaskRecord, wasRunning: boolean): void {
+    if (wasRunning) this.running--;
+    if (task.admitted) this.#admitted--;
+    if (--this.#unsettled === 0) {
+      this.#signal?.removeEventListener("abort", this);
+    }
+    if (this.#failFast && task.status === "rejected" && !this.cancelRequested) {
+      this.cancel(
+        abortError(
+          `Cancelled because task "${task.name}" (id ${task.id}) in its group failed`,
+        ),
+      );
+    }
+    this.#promote();
+    if (this.#unsettled === 0) {
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  #promote(): void {
+    while (!this.cancelRequested && this.#admitted < this.#limit) {
+      const next = this.#held.shift();
+      if (next === undefined) return;
+      if (next.status !== "pending" || next.cancelRequested) continue;
+      // Re-insert so that the manager's map keeps running tasks in start order.
+      this.scheduler.tasks.delete(next.id);
+      this.scheduler.tasks.set(next.id, next);
+      this.admit(next);
+    }
+  }
+
+  /** The group's signal aborted. */
+  handleEvent(): void {
+    this.cancel(this.#signal!.reason);
+  }
+
+  cancel(reason: unknown): number {
+    if (!this.cancelRequested) {
+      this.cancelRequested = true;
+      this.reason = reason === undefined
+        ? abortError("The task group was cancelled")
+        : reason;
+    }
+    let cancelled = 0;
+    for (const task of [...this.tasks]) {
+      if (this.scheduler.cancel(task, this.reason)) cancelled++;
+    }
+    return cancelled;
+  }
+
+  whenSettled(): Promise<void> {
+    if (this.#unsettled === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  results(): TaskResult<unknown>[] {
+    return this.tasks.map((task): TaskResult<unknown> => {
+      const { id, name, status, result } = task;
+      if (status === "fulfilled") return { id, name, status, value: result };
+      if (status === "rejected") return { id, name, status, error: result };
+      return { id, name, status: "cancelled", reason: result };
+    });
+  }
+}

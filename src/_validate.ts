@@ -1,0 +1,130 @@
+// Argument checks shared by the public classes. Each throws synchronously,
+// before anything is accepted, with a message that names the call, the
+// argument and the value received.
+
+/** The largest delay `AbortSignal.timeout` handles on every runtime. */
+export const MAX_TIMEOUT = 2 ** 31 - 1;
+
+/** Renders a received value for an error message. */
+export function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") return "a function";
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "symbol") return value.toString();
+  if (value === null || typeof value !== "object") return String(value);
+  if (Array.isArray(value)) return "an array";
+  const name = Object.getPrototypeOf(value)?.constructor?.name;
+  return name && name !== "Object" ? `an instance of ${name}` : "an object";
+}
+
+export function checkName(where: string, name: unknown): void {
+  if (typeof name !== "string" || name === "") {
+    throw new TypeError(
+      `${where}: 'name' must be a non-empty string, received ${show(name)}`,
+    );
+  }
+}
+
+export function checkFunction(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (typeof value !== "function") {
+    throw new TypeError(
+      `${where}: '${argument}' must be a function, received ${show(value)}`,
+    );
+  }
+}
+
+export function checkOptions(where: string, options: unknown): void {
+  if (
+    options !== undefined && (options === null || typeof options !== "object")
+  ) {
+    throw new TypeError(
+      `${where}: 'options' must be an object, received ${show(options)}`,
+    );
+  }
+}
+
+export function checkSignal(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (value !== undefined && !(value instanceof AbortSignal)) {
+    throw new TypeError(
+      `${where}: '${argument}' must be an AbortSignal, received ${show(value)}`,
+    );
+  }
+}
+
+export function checkBoolean(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(
+      `${where}: '${argument}' must be a boolean, received ${show(value)}`,
+    );
+  }
+}
+
+/** A task timeout: a positive finite number of milliseconds up to 2^31-1. */
+export function checkTimeout(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (value === undefined) return;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${where}: '${argument}' must be a number of milliseconds, received ${
+        show(value)
+      }`,
+    );
+  }
+  if (!(value > 0 && value <= MAX_TIMEOUT)) {
+    throw new RangeError(
+      `${where}: '${argument}' must be a positive number of milliseconds up to ${MAX_TIMEOUT}, received ${value}`,
+    );
+  }
+}
+
+/** A shutdown bound: 0 (at once), a positive number up to 2^31-1, or Infinity. */
+export function checkBound(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (value === undefined) return;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${where}: '${argument}' must be a number of milliseconds, received ${
+        show(value)
+      }`,
+    );
+  }
+  if (!(value === Infinity || (value >= 0 && value <= MAX_TIMEOUT))) {
+    throw new RangeError(
+      `${where}: '${argument}' must be 0, a positive number of milliseconds up to ${MAX_TIMEOUT}, or Infinity, received ${value}`,
+    );
+  }
+}
+
+export function checkConcurrency(where: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${where}: 'concurrency' must be a positive integer or Infinity, received ${
+        show(value)
+      }`,
+    );
+  }
+  if (!(value === Infinity || (Number.isInteger(value) && value > 0))) {
+    throw new RangeError(
+      `${where}: 'concurrency' must be a positive integer or Infinity, received ${value}`,
+    );
+  }
+}

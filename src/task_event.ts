@@ -1,0 +1,83 @@
+import type { TaskInfo } from "./types.ts";
+
+/** The names of the events a {@linkcode TaskManager} dispatches. */
+export type TaskEventType = "start" | "settle" | "cancel";
+
+/** What a {@linkcode TaskEvent} carries besides its type. */
+export interface TaskEventInit extends EventInit {
+  /** The task, as it was when the event was dispatched. */
+  task: TaskInfo;
+  /** `settle` of a fulfilled task: what its function returned. */
+  value?: unknown;
+  /** `settle` of a rejected task: what its function threw, or the `TimeoutError`. */
+  error?: unknown;
+  /** `cancel`, and `settle` of a cancelled task: the abort reason. */
+  reason?: unknown;
+}
+
+/**
+ * An event about one task, dispatched by a {@linkcode TaskManager}.
+ *
+ * - `start`: the task's function is about to be called.
+ * - `cancel`: the task's cancellation was requested (or its timeout elapsed);
+ *   carries `reason`. A running task settles later, when its function returns.
+ * - `settle`: the task is done; carries `value`, `error` or `reason`
+ *   according to `task.status`.
+ *
+ * Each task dispatches at most one `start`, at most one `cancel` and exactly
+ * one `settle`, and `start` and `cancel` always come before `settle`.
+ * It is a plain `Event` subclass (not `CustomEvent`, which some edge sandboxes
+ * lack).
+ *
+ * @example Log every failure
+ * ```ts
+ * import { TaskEvent, TaskManager } from "@background/tasks";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager({ onError: () => {} });
+ * const failed: string[] = [];
+ * tasks.addEventListener("settle", (event) => {
+ *   if (event.task.status === "rejected") failed.push(event.task.name);
+ * });
+ * tasks.run("send-email", () => {
+ *   throw new Error("SMTP down");
+ * });
+ * await tasks.idle();
+ * assert.deepEqual(failed, ["send-email"]);
+ * ```
+ */
+export class TaskEvent extends Event {
+  /** The task, as it was when the event was dispatched. */
+  readonly task: TaskInfo;
+  /** `settle` of a fulfilled task: what its function returned. */
+  readonly value: unknown;
+  /** `settle` of a rejected task: what its function threw, or the `TimeoutError`. */
+  readonly error: unknown;
+  /** `cancel`, and `settle` of a cancelled task: the abort reason. */
+  readonly reason: unknown;
+
+  /**
+   * Makes an event; the manager makes these, and only when a listener for
+   * `type` is attached.
+   *
+   * @param type `"start"`, `"settle"` or `"cancel"`.
+   * @param init The task and its outcome.
+   */
+  constructor(type: TaskEventType, init: TaskEventInit) {
+    super(type, init);
+    this.task = init.task;
+    this.value = init.value;
+    this.error = init.error;
+    this.reason = init.reason;
+  }
+}
+
+/** Maps each event name to its event type, for typed listeners. */
+export interface TaskEventMap {
+  /** The task's function is about to be called. */
+  start: TaskEvent;
+  /** The task is done. */
+  settle: TaskEvent;
+  /** The task's cancellation was requested, or its timeout elapsed. */
+  cancel: TaskEvent;
+}

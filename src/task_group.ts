@@ -1,0 +1,256 @@
+import { GroupCore, type TaskResult } from "./_scheduler.ts";
+import {
+  checkBoolean,
+  checkConcurrency,
+  checkFunction,
+  checkName,
+  checkOptions,
+  checkSignal,
+  show,
+} from "./_validate.ts";
+import { checkRunOptions, schedulers, TaskManager } from "./task_manager.ts";
+import type { RunOptions, Task, TaskFunction } from "./types.ts";
+
+export type { TaskResult };
+
+/** Options for {@linkcode TaskGroup}. */
+export interface TaskGroupOptions {
+  /**
+   * Cancel the group's other tasks as soon as one is rejected (thrown, or
+   * timed out). Cancellations do not trigger it.
+   *
+   * @default {false}
+   */
+  failFast?: boolean;
+  /** Aborting it cancels every task of the group, with the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * How many of the group's tasks may run at once, within the manager's own
+   * limit. A positive integer or `Infinity`.
+   *
+   * @default {Infinity}
+   */
+  concurrency?: number;
+  /**
+   * The manager the tasks run through; `manager.group()` sets it.
+   *
+   * @default {a new TaskManager of the group's own}
+   */
+  manager?: TaskManager;
+}
+
+/**
+ * A set of tasks that finish, fail or are cancelled together: the three
+ * thumbnails of one upload, the shards of one import.
+ *
+ * The invariant: {@linkcode TaskGroup.prototype.awaitAll} resolves when every
+ * task added to the group has settled, including tasks added while it waits,
+ * and it never rejects: each task's outcome is in its result.
+ *
+ * A group made by {@linkcode TaskManager.prototype.group} runs its tasks
+ * through that manager: they show in its `activeTasks`, count against its
+ * concurrency, dispatch its events and are cancelled by its shutdown. A group
+ * made with `new TaskGroup()` runs them through a manager of its own.
+ *
+ * Compared with `Promise.allSettled`, a group can cancel its tasks (all at
+ * once, on the first failure, or through a signal), limit how many run at once,
+ * and keep a failure from going unnoticed: until `awaitAll()` is called, a
+ * failure is reported to the manager's `onError`.
+ *
+ * @example Make three thumbnails, cancelling the rest on the first failure
+ * ```ts
+ * import { TaskGroup } from "@background/tasks";
+ * import assert from "node:assert/strict";
+ *
+ * const group = new TaskGroup({ failFast: true });
+ * for (const size of [150, 300, 600]) {
+ *   group.add(`thumb-${size}`, async ({ signal }) => {
+ *     signal.throwIfAborted();
+ *     return `photo-${size}.jpg`;
+ *   });
+ * }
+ * const results = await group.awaitAll();
+ * assert.deepEqual(
+ *   results.map((r) => r.status === "fulfilled" ? r.value : r.status),
+ *   ["photo-150.jpg", "photo-300.jpg", "photo-600.jpg"],
+ * );
+ * ```
+ */
+export class TaskGroup implements AsyncDisposable {
+  readonly #core: GroupCore;
+
+  /**
+   * Makes a group.
+   *
+   * @param options `failFast`, a cancelling `signal`, a `concurrency` within
+   * the group, and the `manager` to run through.
+   * @throws {TypeError} An option of the wrong type.
+   * @throws {RangeError} A `concurrency` out of range.
+   */
+  constructor(options: TaskGroupOptions = {}) {
+    const where = "Cannot create TaskGroup";
+    checkOptions(where, options);
+    checkBoolean(where, "failFast", options.failFast);
+    checkSignal(where, "signal", options.signal);
+    checkConcurrency(where, options.concurrency);
+    const manager = options.manager ?? new TaskManager();
+    const scheduler = schedulers.get(manager);
+    if (scheduler === undefined) {
+      throw new TypeError(
+        `${where}: 'manager' must be a TaskManager, received ${show(manager)}`,
+      );
+    }
+    this.#core = new GroupCore(
+      scheduler,
+      options.concurrency ?? Infinity,
+      options.failFast ?? false,
+      options.signal,
+    );
+  }
+
+  /**
+   * Adds a task to the group. It starts as a task of the manager would, once
+   * a slot of both the group and the manager is free. A task added after the
+   * group was cancelled never starts: it settles as `"cancelled"` with the
+   * group's reason.
+   *
+   * @param name What the task does.
+   * @param fn The work; it receives `{ signal, id, name }`.
+   * @param options A signal that cancels it, a timeout, a `waitUntil`.
+   * @returns A {@linkcode Task} with a `value` promise.
+   * @throws {TypeError} An empty name, a non-function, a non-signal `signal`.
+   * @throws {RangeError} A `timeout` out of range.
+   * @throws {Error} The manager is shut down.
+   *
+   * @example Add while waiting
+   * ```ts
+   * import { TaskGroup } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const group = new TaskGroup();
+   * group.add("crawl", () => {
+   *   group.add("crawl-child", () => "child");
+   *   return "parent";
+   * });
+   * const results = await group.awaitAll();
+   * assert.deepEqual(results.map((r) => r.name), ["crawl", "crawl-child"]);
+   * ```
+   */
+  add<T>(name: string, fn: TaskFunction<T>, options?: RunOptions): Task<T> {
+    const where = "Cannot add task";
+    checkName(where, name);
+    checkFunction(`${where} ${JSON.stringify(name)}`, "fn", fn);
+    checkRunOptions(`${where} ${JSON.stringify(name)}`, options);
+    const scheduler = this.#core.scheduler;
+    if (scheduler.closed) {
+      throw new Error(
+        `${where} ${
+          JSON.stringify(name)
+        }: the group's TaskManager is shut down`,
+      );
+    }
+    return scheduler.add(name, fn, options, this.#core);
+  }
+
+  /**
+   * Waits until every task of the group has settled, including tasks added
+   * while it waits, and returns their results in add order. It never rejects.
+   * From the moment it is called, the group's failures are delivered in its
+   * results instead of to `onError`.
+   *
+   * @returns One `{ id, name, status, value | error | reason }` per task.
+   *
+   * @example Read each outcome
+   * ```ts
+   * import { TaskGroup } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const group = new TaskGroup();
+   * group.add("ok", () => 1);
+   * group.add("bad", () => { throw new Error("boom"); });
+   * const [ok, bad] = await group.awaitAll();
+   * assert.equal(ok.status === "fulfilled" && ok.value, 1);
+   * assert.equal(bad.status === "rejected" && (bad.error as Error).message, "boom");
+   * ```
+   */
+  awaitAll(): Promise<TaskResult<unknown>[]> {
+    const core = this.#core;
+    core.awaited = true;
+    return core.whenSettled().then(() => core.results());
+  }
+
+  /**
+   * Cancels every unsettled task of the group, and every task added later.
+   *
+   * @param reason The abort reason; by default a `DOMException` named `AbortError`.
+   * @returns How many tasks this call cancelled.
+   *
+   * @example Cancel a group
+   * ```ts
+   * import { TaskGroup } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const group = new TaskGroup();
+   * group.add("a", () => {});
+   * assert.equal(group.cancel(), 1);
+   * const [a] = await group.awaitAll();
+   * assert.equal(a.status, "cancelled");
+   * ```
+   */
+  cancel(reason?: unknown): number {
+    return this.#core.cancel(reason);
+  }
+
+  /**
+   * How many of the group's tasks are running.
+   *
+   * @example Count running group tasks
+   * ```ts
+   * import { TaskGroup } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const group = new TaskGroup();
+   * const gate = Promise.withResolvers<void>();
+   * group.add("wait", () => gate.promise);
+   * await Promise.resolve();
+   * assert.equal(group.activeCount, 1);
+   * gate.resolve();
+   * await group.awaitAll();
+   * assert.equal(group.activeCount, 0);
+   * ```
+   */
+  get activeCount(): number {
+    return this.#core.running;
+  }
+
+  /**
+   * `await using group = tasks.group()`: cancels what is left of the group
+   * when the scope ends, and waits for it to settle.
+   *
+   * @returns A promise that resolves once every task of the group settled.
+   *
+   * @example Scope a group
+   * ```ts
+   * import { TaskGroup } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * let aborted = false;
+   * {
+   *   await using group = new TaskGroup();
+   *   group.add("watch", ({ signal }) =>
+   *     new Promise<void>((resolve) =>
+   *       signal.addEventListener("abort", () => {
+   *         aborted = true;
+   *         resolve();
+   *       })
+   *     ));
+   *   await Promise.resolve();
+   * }
+   * assert.equal(aborted, true);
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#core.cancel(undefined);
+    await this.awaitAll();
+  }
+}

@@ -1,0 +1,727 @@
+import {
+  abortError,
+  type ErrorReporter,
+  reportToConsole,
+  Scheduler,
+} from "./_scheduler.ts";
+import {
+  checkBound,
+  checkConcurrency,
+  checkFunction,
+  checkName,
+  checkOptions,
+  checkSignal,
+  checkTimeout,
+  show,
+} from "./_validate.ts";
+import type { TaskEventMap } from "./task_event.ts";
+import { TaskGroup, type TaskGroupOptions } from "./task_group.ts";
+import type {
+  RunOptions,
+  Task,
+  TaskFunction,
+  TaskHandle,
+  TaskInfo,
+} from "./types.ts";
+
+/** Options for {@linkcode TaskManager}. */
+export interface TaskManagerOptions {
+  /**
+   * How many tasks may run at once; the rest wait in a FIFO queue. A positive
+   * integer or `Infinity`.
+   *
+   * @default {Infinity}
+   */
+  concurrency?: number;
+  /**
+   * A timeout, in milliseconds, for every task that does not set its own.
+   *
+   * @default {undefined (none)}
+   */
+  timeout?: number;
+  /**
+   * Aborting it cancels every task (with the signal's reason) and closes the
+   * manager, as a shutdown with no wait would. The manager holds one listener
+   * on it for its whole life.
+   */
+  signal?: AbortSignal;
+  /**
+   * Called once per task with a promise that resolves when the task settles.
+   * See {@linkcode RunOptions.waitUntil}.
+   *
+   * @default {undefined (none)}
+   */
+  waitUntil?: (promise: Promise<void>) => void;
+  /**
+   * Receives every failure that nobody else asked for: a `run` task's error,
+   * and a `runWithResult` or group task's error when neither its `value` nor
+   * its group's `awaitAll()` was read before it settled. Cancellations are not
+   * failures. If it throws, both errors go to the default reporter.
+   *
+   * @default {one `console.error` line naming the task}
+   */
+  onError?: (error: unknown, task: TaskInfo) => void;
+}
+
+/** Options for {@linkcode TaskManager.prototype.idle}. */
+export interface IdleOptions {
+  /** Stops waiting: the promise rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/** Options for {@linkcode TaskManager.prototype.shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * How long to wait for running and queued tasks before cancelling them:
+   * milliseconds, `0` to cancel at once, or `Infinity` to wait for ever.
+   *
+   * @default {3000}
+   */
+  timeout?: number;
+  /**
+   * How long cancelled tasks get to return before they are reported as
+   * abandoned: milliseconds, `0`, or `Infinity`.
+   *
+   * @default {1000}
+   */
+  grace?: number;
+}
+
+/** What {@linkcode TaskManager.prototype.shutdown} resolves with. */
+export interface ShutdownReport {
+  /** Tasks that fulfilled or rejected (timeouts included) during the shutdown. */
+  completed: number;
+  /** Tasks that settled as cancelled during the shutdown. */
+  cancelled: number;
+  /** Tasks still running after `timeout + grace`: they ignored their signal. */
+  abandoned: TaskInfo[];
+}
+
+/** A `start`, `settle` or `cancel` listener, as a function or an object. */
+export type TaskEventListener<K extends keyof TaskEventMap> =
+  | ((this: TaskManager, event: TaskEventMap[K]) => void)
+  | { handleEvent(event: TaskEventMap[K]): void };
+
+/** The defaults of {@linkcode TaskManager.prototype.shutdown}: 4 s in all, under Deno Deploy's 5 s. */
+const SHUTDOWN_TIMEOUT = 3000;
+const SHUTDOWN_GRACE = 1000;
+
+/** TaskGroup looks up the scheduler of the manager it is given here. */
+export const schedulers: WeakMap<TaskManager, Scheduler> = new WeakMap();
+
+/**
+ * Runs work in the background of a server, and keeps track of it: what runs,
+ * what waits, what failed, and what is left at shutdown.
+ *
+ * A task is a name and a function that receives `{ signal, id, name }`. It
+ * never runs inside the call that starts it: it starts in a microtask, or
+ * later, in FIFO order, when a concurrency slot frees.
+ *
+ * Tracking and cancelling are separate ideas. The manager tracks; the task's
+ * `AbortSignal` cancels, and cancellation is cooperative: a cancelled or
+ * timed-out task keeps its place in `activeTasks` and its concurrency slot
+ * until its function returns, so no work ever runs outside the limit.
+ *
+ * The invariant: {@linkcode TaskManager.prototype.idle} resolves when nothing
+ * is running *and* nothing is queued, and once every task has settled the
+ * manager holds nothing: no task, no listener on any per-task signal.
+ *
+ * Compared with a bare un-awaited promise, a failure here is never silent (it
+ * reaches `onError`, a `settle` event, or whoever reads `value`), and every
+ * task can be listed, cancelled and drained on shutdown. Compared with
+ * p-queue, a timeout aborts the task's signal and keeps its slot until the
+ * work really stops, instead of freeing the slot while the work runs on.
+ *
+ * Constructing one makes no timer, controller or random value, so a manager
+ * may live at module top level, even in Cloudflare Workers.
+ *
+ * @example Send a confirmation email without blocking the response
+ * ```ts
+ * import { TaskManager } from "@background/tasks";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager({ concurrency: 10 });
+ * const outbox: string[] = [];
+ *
+ * function placeOrder(id: string): { status: number } {
+ *   tasks.run("send-confirmation", async ({ signal }) => {
+ *     signal.throwIfAborted();
+ *     outbox.push(`order ${id} confirmed`);
+ *   });
+ *   return { status: 201 }; // answered before the email is sent
+ * }
+ *
+ * assert.equal(placeOrder("A-1").status, 201);
+ * assert.deepEqual(outbox, []);
+ * await tasks.idle();
+ * assert.deepEqual(outbox, ["order A-1 confirmed"]);
+ * ```
+ *
+ * @example Drain on shutdown
+ * ```ts
+ * import { TaskManager } from "@background/tasks";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager();
+ * tasks.run("index-update", () => {});
+ * const report = await tasks.shutdown({ timeout: 1000 });
+ * assert.deepEqual(report, { completed: 1, cancelled: 0, abandoned: [] });
+ * ```
+ */
+export class TaskManager extends EventTarget implements AsyncDisposable {
+  readonly #scheduler: Scheduler;
+  #shutdown: Promise<ShutdownReport> | undefined;
+  /** Attached listeners per event type (and capture flag), to skip unseen events. */
+  readonly #listeners: Map<string, Set<unknown>> = new Map();
+
+  /**
+   * Makes a manager. It starts nothing until `run` is called.
+   *
+   * @param options Concurrency, default timeout, a closing signal, `waitUntil`, `onError`.
+   * @throws {TypeError} An option of the wrong type.
+   * @throws {RangeError} A `concurrency` or `timeout` out of range.
+   */
+  constructor(options: TaskManagerOptions = {}) {
+    const where = "Cannot create TaskManager";
+    checkOptions(where, options);
+    checkConcurrency(where, options.concurrency);
+    checkTimeout(where, "timeout", options.timeout);
+    checkSignal(where, "signal", options.signal);
+    if (options.waitUntil !== undefined) {
+      checkFunction(where, "waitUntil", options.waitUntil);
+    }
+    if (options.onError !== undefined) {
+      checkFunction(where, "onError", options.onError);
+    }
+    super();
+    const scheduler = new Scheduler(
+      this,
+      options.concurrency ?? Infinity,
+      options.timeout,
+      options.waitUntil,
+      (options.onError ?? reportToConsole) as ErrorReporter,
+    );
+    this.#scheduler = scheduler;
+    schedulers.set(this, scheduler);
+    const signal = options.signal;
+    if (signal?.aborted) scheduler.closed = true;
+    else {
+      signal?.addEventListener("abort", () => {
+        scheduler.closed = true;
+        scheduler.cancelAll(signal.reason);
+      }, { once: true });
+    }
+  }
+
+  /**
+   * Starts a fire-and-forget task. Its failure goes to `onError` and to the
+   * `settle` event; nothing rejects.
+   *
+   * @param name What the task does, for logs, events and `activeTasks`.
+   * @param fn The work; it receives `{ signal, id, name }`.
+   * @param options A signal that cancels it, a timeout, a `waitUntil`.
+   * @returns A handle with the task's `id`, `status` and `cancel()`.
+   * @throws {TypeError} An empty name, a non-function, a non-signal `signal`.
+   * @throws {RangeError} A `timeout` out of range.
+   * @throws {Error} The manager is shut down.
+   *
+   * @example Cancel a task by id
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * let aborted = false;
+   * const { id } = tasks.run("long-poll", ({ signal }) =>
+   *   new Promise<void>((resolve) => {
+   *     signal.addEventListener("abort", () => {
+   *       aborted = true;
+   *       resolve();
+   *     });
+   *   }));
+   * await Promise.resolve(); // it starts in a microtask
+   * assert.equal(tasks.cancel(id), true);
+   * await tasks.idle();
+   * assert.equal(aborted, true);
+   * ```
+   */
+  run(
+    name: string,
+    fn: TaskFunction<unknown>,
+    options?: RunOptions,
+  ): TaskHandle {
+    this.#check("run", name, fn, options);
+    return this.#scheduler.add(name, fn, options, undefined);
+  }
+
+  /**
+   * Starts a task whose result you want: `task.value` resolves with what the
+   * function returns and rejects with what it throws, its timeout error, or
+   * its cancellation reason. Read `value` before the task settles to take its
+   * failure; otherwise the failure also goes to `onError`.
+   *
+   * @param name What the task does.
+   * @param fn The work; it receives `{ signal, id, name }`.
+   * @param options A signal that cancels it, a timeout, a `waitUntil`.
+   * @returns A {@linkcode Task} with a `value` promise.
+   * @throws {TypeError} An empty name, a non-function, a non-signal `signal`.
+   * @throws {RangeError} A `timeout` out of range.
+   * @throws {Error} The manager is shut down.
+   *
+   * @example Generate a report and wait for its URL
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * const report = tasks.runWithResult("generate-report", async () => "/reports/7.pdf");
+   * assert.equal(report.status, "pending");
+   * assert.equal(await report.value, "/reports/7.pdf");
+   * assert.equal(report.status, "fulfilled");
+   * ```
+   */
+  runWithResult<T>(
+    name: string,
+    fn: TaskFunction<T>,
+    options?: RunOptions,
+  ): Task<T> {
+    this.#check("runWithResult", name, fn, options);
+    return this.#scheduler.add(name, fn, options, undefined);
+  }
+
+  /**
+   * Snapshots of the running tasks, in the order they started. Queued tasks
+   * are counted by `pendingCount` instead.
+   *
+   * @example List what runs
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * const gate = Promise.withResolvers<void>();
+   * tasks.run("resize", () => gate.promise);
+   * await Promise.resolve();
+   * assert.deepEqual(tasks.activeTasks.map((t) => t.name), ["resize"]);
+   * gate.resolve();
+   * await tasks.idle();
+   * assert.deepEqual(tasks.activeTasks, []);
+   * ```
+   */
+  get activeTasks(): TaskInfo[] {
+    return this.#scheduler.active();
+  }
+
+  /**
+   * How many tasks are running (cancelled ones included, until they return).
+   *
+   * @example Count running tasks
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager({ concurrency: 1 });
+   * tasks.run("a", () => new Promise<void>((r) => queueMicrotask(r)));
+   * tasks.run("b", () => {});
+   * await Promise.resolve();
+   * assert.equal(tasks.activeCount, 1);
+   * assert.equal(tasks.pendingCount, 1);
+   * await tasks.idle();
+   * assert.equal(tasks.activeCount, 0);
+   * ```
+   */
+  get activeCount(): number {
+    return this.#scheduler.running;
+  }
+
+  /**
+   * How many tasks are accepted but not started: queued behind the
+   * concurrency limit, or waiting for the microtask that starts them.
+   *
+   * @example Queued behind the limit
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager({ concurrency: 1 });
+   * tasks.run("a", () => {});
+   * tasks.run("b", () => {});
+   * assert.equal(tasks.pendingCount, 2);
+   * await tasks.idle();
+   * assert.equal(tasks.pendingCount, 0);
+   * ```
+   */
+  get pendingCount(): number {
+    return this.#scheduler.pending;
+  }
+
+  /**
+   * Whether the manager refuses new tasks: after `shutdown()`, or once its
+   * `signal` aborted.
+   *
+   * @example Closed by shutdown
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * assert.equal(tasks.closed, false);
+   * await tasks.shutdown();
+   * assert.equal(tasks.closed, true);
+   * assert.throws(() => tasks.run("late", () => {}), /shut down/);
+   * ```
+   */
+  get closed(): boolean {
+    return this.#scheduler.closed;
+  }
+
+  /**
+   * Cancels one task. A pending task is removed and never starts; a running
+   * task's signal is aborted and a `cancel` event dispatched at once, and it
+   * settles as `"cancelled"` when its function returns.
+   *
+   * @param id The id from the task's handle or from `activeTasks`.
+   * @param reason The abort reason; by default a `DOMException` named `AbortError`.
+   * @returns `false` if the id is unknown, or its task settled or is already being cancelled.
+   * @throws {TypeError} An id that is not a string.
+   *
+   * @example Cancel before it starts
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * let ran = false;
+   * const task = tasks.runWithResult("never", () => { ran = true; });
+   * assert.equal(tasks.cancel(task.id), true);
+   * await assert.rejects(task.value, { name: "AbortError" });
+   * assert.equal(ran, false);
+   * assert.equal(tasks.cancel(task.id), false);
+   * ```
+   */
+  cancel(id: string, reason?: unknown): boolean {
+    if (typeof id !== "string") {
+      throw new TypeError(
+        `Cannot cancel task: 'id' must be a string, received ${show(id)}`,
+      );
+    }
+    const task = this.#scheduler.tasks.get(id);
+    return task === undefined ? false : this.#scheduler.cancel(task, reason);
+  }
+
+  /**
+   * Cancels every pending and running task, as `cancel` does for one. Tasks
+   * already being cancelled are not counted again, and stay tracked until
+   * their functions return. The manager stays open.
+   *
+   * @param reason The abort reason; by default a `DOMException` named `AbortError`.
+   * @returns How many tasks this call cancelled.
+   *
+   * @example Cancel everything
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * tasks.run("a", () => {});
+   * tasks.run("b", () => {});
+   * assert.equal(tasks.cancelAll(), 2);
+   * await tasks.idle();
+   * ```
+   */
+  cancelAll(reason?: unknown): number {
+    return this.#scheduler.cancelAll(reason);
+  }
+
+  /**
+   * Resolves once no task is running and none is queued.
+   *
+   * Resolves at once when the manager is already idle. Tasks started while it
+   * waits are waited for too.
+   *
+   * @param options.signal Stops waiting: the promise rejects with `signal.reason`.
+   * @returns A promise that resolves when the manager is idle.
+   * @throws {TypeError} A `signal` that is not an `AbortSignal`.
+   *
+   * @example Wait for background work in a test
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * let sent = false;
+   * tasks.run("send", () => { sent = true; });
+   * await tasks.idle();
+   * assert.equal(sent, true);
+   * ```
+   */
+  idle(options: IdleOptions = {}): Promise<void> {
+    checkOptions("Cannot wait for idle", options);
+    const signal = options.signal;
+    checkSignal("Cannot wait for idle", "signal", signal);
+    return this.#scheduler.whenIdle(signal).then((idle) => {
+      if (!idle) throw signal!.reason;
+    });
+  }
+
+  /**
+   * Closes the manager and drains it: waits up to `timeout` for running and
+   * queued tasks, then cancels the rest and waits up to `grace` more for them
+   * to return. After the call, `run`, `runWithResult` and `group().add`
+   * throw. Calling it again returns the same promise. It never rejects.
+   *
+   * The defaults (3 s, then 1 s of grace) stay under Deno Deploy's 5 s
+   * between SIGINT and the kill. Where a bound elapses the promise is kept
+   * pending by an `AbortSignal.timeout`, which Node does not count as keeping
+   * the process alive.
+   *
+   * @param options.timeout Milliseconds to wait (`0`: cancel at once, `Infinity`: wait for ever).
+   * @param options.grace Milliseconds cancelled tasks get to return.
+   * @returns What completed, what was cancelled, and what was abandoned.
+   * @throws {TypeError} A bound that is not a number.
+   * @throws {RangeError} A bound out of range.
+   *
+   * @example Cancel what is still running after the timeout
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * tasks.run("upload", ({ signal }) =>
+   *   new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve())));
+   * await Promise.resolve();
+   * const report = await tasks.shutdown({ timeout: 0 });
+   * assert.deepEqual(report, { completed: 0, cancelled: 1, abandoned: [] });
+   * ```
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
+    if (this.#shutdown !== undefined) return this.#shutdown;
+    const where = "Cannot shut down TaskManager";
+    checkOptions(where, options);
+    checkBound(where, "timeout", options.timeout);
+    checkBound(where, "grace", options.grace);
+    const scheduler = this.#scheduler;
+    scheduler.closed = true;
+    const timeout = options.timeout ?? SHUTDOWN_TIMEOUT;
+    const grace = options.grace ?? SHUTDOWN_GRACE;
+    const completed = scheduler.completed;
+    const cancelled = scheduler.cancelled;
+    this.#shutdown = (async () => {
+      if (!(await scheduler.idleWithin(timeout))) {
+        scheduler.cancelAll(
+          abortError("The task manager shut down before the task finished"),
+        );
+        await scheduler.idleWithin(grace);
+      }
+      return {
+        completed: scheduler.completed - completed,
+        cancelled: scheduler.cancelled - cancelled,
+        abandoned: [...scheduler.tasks.values()].map((task) => task.toJSON()),
+      };
+    })();
+    return this.#shutdown;
+  }
+
+  /**
+   * `await using tasks = new TaskManager()`: shuts down with the default
+   * bounds when the scope ends.
+   *
+   * @returns A promise that resolves when the shutdown is over.
+   *
+   * @example Scope a manager
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * let done = false;
+   * {
+   *   await using tasks = new TaskManager();
+   *   tasks.run("flush", async () => { done = true; });
+   * }
+   * assert.equal(done, true);
+   * ```
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+
+  /**
+   * Makes a {@linkcode TaskGroup} whose tasks run through this manager: they
+   * show in its `activeTasks`, count against its concurrency, dispatch its
+   * events and are cancelled by its shutdown.
+   *
+   * @param options `failFast`, a `signal` that cancels the group, a `concurrency` within the group.
+   * @returns The group.
+   *
+   * @example Three thumbnails as one unit
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * const group = tasks.group();
+   * for (const size of [150, 300, 600]) {
+   *   group.add(`thumb-${size}`, () => size * 2);
+   * }
+   * const results = await group.awaitAll();
+   * assert.deepEqual(results.map((r) => r.status), ["fulfilled", "fulfilled", "fulfilled"]);
+   * ```
+   */
+  group(options: Omit<TaskGroupOptions, "manager"> = {}): TaskGroup {
+    checkOptions("Cannot create TaskGroup", options);
+    return new TaskGroup({ ...options, manager: this });
+  }
+
+  /**
+   * Listens for `start`, `settle` or `cancel`. Events are made only while a
+   * listener for their type is attached.
+   *
+   * @param type `"start"`, `"settle"` or `"cancel"`.
+   * @param listener Receives a {@linkcode TaskEvent}.
+   * @param options As for any `EventTarget`.
+   *
+   * @example Watch tasks start and settle
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * const seen: string[] = [];
+   * tasks.addEventListener("start", (e) => seen.push(`start ${e.task.name}`));
+   * tasks.addEventListener("settle", (e) => seen.push(`${e.task.status} ${e.task.name}`));
+   * tasks.run("ping", () => {});
+   * await tasks.idle();
+   * assert.deepEqual(seen, ["start ping", "fulfilled ping"]);
+   * ```
+   */
+  override addEventListener<K extends keyof TaskEventMap>(
+    type: K,
+    listener: TaskEventListener<K> | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Listens for any other event type, as on any `EventTarget`.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options As for any `EventTarget`.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+    if (listener !== null && listener !== undefined) {
+      const key = listenerKey(type, options);
+      let set = this.#listeners.get(key);
+      if (set === undefined) this.#listeners.set(key, set = new Set());
+      set.add(listener);
+      this.#updateWants();
+    }
+  }
+
+  /**
+   * Removes a listener added with `addEventListener`.
+   *
+   * @param type `"start"`, `"settle"` or `"cancel"`.
+   * @param listener The listener to remove.
+   * @param options As for any `EventTarget`.
+   *
+   * @example Stop listening
+   * ```ts
+   * import { TaskManager, type TaskEvent } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * let starts = 0;
+   * const onStart = (_event: TaskEvent) => { starts++; };
+   * tasks.addEventListener("start", onStart);
+   * tasks.removeEventListener("start", onStart);
+   * tasks.run("quiet", () => {});
+   * await tasks.idle();
+   * assert.equal(starts, 0);
+   * ```
+   */
+  override removeEventListener<K extends keyof TaskEventMap>(
+    type: K,
+    listener: TaskEventListener<K> | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Removes a listener of any other event type.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options As for any `EventTarget`.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
+    if (this.#listeners.get(listenerKey(type, options))?.delete(listener)) {
+      this.#updateWants();
+    }
+  }
+
+  // A listener added with `once` or `signal` may leave on its own; it is then
+  // still counted, which only costs the making of events nobody receives.
+  #updateWants(): void {
+    const scheduler = this.#scheduler;
+    scheduler.wantStart = this.#has("start");
+    scheduler.wantSettle = this.#has("settle");
+    scheduler.wantCancel = this.#has("cancel");
+  }
+
+  #has(type: string): boolean {
+    return (this.#listeners.get(type)?.size ?? 0) +
+        (this.#listeners.get(`${type} capture`)?.size ?? 0) > 0;
+  }
+
+  #check(
+    method: string,
+    name: unknown,
+    fn: unknown,
+    options: RunOptions | undefined,
+  ): void {
+    const where = `Cannot ${method} task`;
+    checkName(where, name);
+    checkFunction(`${where} ${JSON.stringify(name)}`, "fn", fn);
+    checkRunOptions(`${where} ${JSON.stringify(name)}`, options);
+    if (this.#scheduler.closed) {
+      throw new Error(
+        `${where} ${JSON.stringify(name)}: the TaskManager is shut down`,
+      );
+    }
+  }
+}
+
+/** Checks the options of `run`, `runWithResult` and `TaskGroup.add`. */
+export function checkRunOptions(where: string, options: unknown): void {
+  checkOptions(where, options);
+  if (options === undefined) return;
+  const { signal, timeout, waitUntil } = options as RunOptions;
+  checkSignal(where, "signal", signal);
+  checkTimeout(where, "timeout", timeout);
+  if (waitUntil !== undefined) checkFunction(where, "waitUntil", waitUntil);
+}
+
+function listenerKey(
+  type: string,
+  options: boolean | EventListenerOptions | undefined,
+): string {
+  const capture = typeof options === "boolean" ? options : options?.capture;
+  return capture ? `${type} capture` : type;
+}
