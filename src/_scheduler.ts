@@ -193,6 +193,8 @@ export class Scheduler {
   readonly #idleWaiters: Set<() => void> = new Set();
   #drainScheduled = false;
   #pumping = false;
+  /** The task whose `start` event is being dispatched. */
+  #starting: TaskRecord | undefined = undefined;
   readonly #drain = (): void => {
     this.#drainScheduled = false;
     this.pump();
@@ -295,9 +297,18 @@ export class Scheduler {
       task.timeoutSignal = AbortSignal.timeout(task.timeout);
       task.timeoutSignal.addEventListener("abort", task);
     }
-    if (this.wantStart) this.#dispatch("start", task);
-    // A `start` listener may have cancelled it: then its function never runs.
-    if (task.cancelRequested) return this.#settle(task, false, undefined);
+    if (this.wantStart) {
+      this.#starting = task;
+      this.#dispatch("start", task);
+      this.#starting = undefined;
+    }
+    // A `start` listener may have cancelled it: then its function never runs,
+    // and its `cancel` event, held back until every `start` listener ran,
+    // goes out now.
+    if (task.cancelRequested) {
+      if (this.wantCancel) this.#dispatch("cancel", task);
+      return this.#settle(task, false, undefined);
+    }
     let result: unknown;
     try {
       result = task.fn!(new Context(task));
@@ -356,7 +367,9 @@ export class Scheduler {
     task.cancelRequested = true;
     task.reason = reason;
     task.controller?.abort(reason);
-    if (this.wantCancel) this.#dispatch("cancel", task);
+    if (this.wantCancel && this.#starting !== task) {
+      this.#dispatch("cancel", task);
+    }
   }
 
   /** Cancels every unsettled task that existed when called. */
