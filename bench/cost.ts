@@ -1,0 +1,190 @@
+// Cost per task: TaskManager side by side with p-queue, p-limit and a
+// hand-written floor, in the same process and the same rounds.
+//
+//   deno run -A bench/cost.ts        bun bench/cost.ts
+//
+// Prints a Markdown table and writes it to bench/results/cost-<runtime>.md.
+
+import pLimit from "p-limit";
+import PQueue from "p-queue";
+import { TaskManager } from "../mod.ts";
+import { median, runtime } from "./_runtime.ts";
+
+const N = 100_000;
+const ROUNDS = Number(globalThis.process?.env?.BENCH_ROUNDS ?? 7);
+
+type Fn = () => unknown;
+
+/**
+ * The least any manager with cancellation could cost: an AbortController per
+ * task, a start through queueMicrotask, a Map for tracking, a FIFO for the
+ * concurrency limit, and a promise to wait for idleness.
+ */
+class Floor {
+  #tasks = new Map<number, AbortController>();
+  #queue: (() => void)[] = [];
+  #head = 0;
+  #running = 0;
+  #id = 0;
+  #limit: number;
+  #idle: (() => void) | undefined;
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+  run(fn: (signal: AbortSignal) => unknown): number {
+    const id = ++this.#id;
+    const controller = new AbortController();
+    this.#tasks.set(id, controller);
+    const done = () => {
+      this.#tasks.delete(id);
+      this.#running--;
+      if (this.#head < this.#queue.length) {
+        this.#running++;
+        queueMicrotask(this.#queue[this.#head++]);
+      } else if (this.#running === 0) this.#idle?.();
+    };
+    const start = () => {
+      let result: unknown;
+      try {
+        result = fn(controller.signal);
+      } catch {
+        return done();
+      }
+      if (result instanceof Promise) result.then(done, done);
+      else done();
+    };
+    if (this.#running < this.#limit) {
+      this.#running++;
+      queueMicrotask(start);
+    } else this.#queue.push(start);
+    return id;
+  }
+  cancel(id: number): void {
+    this.#tasks.get(id)?.abort();
+  }
+  idle(): Promise<void> {
+    if (this.#running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle = resolve);
+  }
+}
+
+type Impl = (fn: Fn, concurrency: number) => Promise<void>;
+
+const impls: Record<string, Impl> = {
+  "TaskManager": async (fn, concurrency) => {
+    const tasks = new TaskManager({ concurrency });
+    for (let i = 0; i < N; i++) tasks.run("t", fn);
+    await tasks.idle();
+  },
+  "TaskManager + start/settle listeners": async (fn, concurrency) => {
+    const tasks = new TaskManager({ concurrency });
+    let events = 0;
+    tasks.addEventListener("start", () => void events++);
+    tasks.addEventListener("settle", () => void events++);
+    for (let i = 0; i < N; i++) tasks.run("t", fn);
+    await tasks.idle();
+    if (events !== 2 * N) throw new Error(`saw ${events} events`);
+  },
+  "floor (hand-written)": async (fn, concurrency) => {
+    const floor = new Floor(concurrency);
+    for (let i = 0; i < N; i++) floor.run(fn);
+    await floor.idle();
+  },
+  "p-limit": async (fn, concurrency) => {
+    const limit = pLimit(concurrency);
+    const all: Promise<unknown>[] = new Array(N);
+    for (let i = 0; i < N; i++) all[i] = limit(fn);
+    await Promise.all(all);
+  },
+  "p-queue": async (fn, concurrency) => {
+    const queue = new PQueue({ concurrency });
+    for (let i = 0; i < N; i++) queue.add(fn);
+    await queue.onIdle();
+  },
+};
+
+const cases: { name: string; fn: Fn; concurrency: number; only?: string[] }[] =
+  [
+    { name: "100k sync no-op, unlimited", fn: () => {}, concurrency: Infinity },
+    {
+      name: "100k `async () => {}`, concurrency 64",
+      fn: async () => {},
+      concurrency: 64,
+    },
+    {
+      name: "100k tasks awaiting 3 times, concurrency 1,000",
+      fn: async () => {
+        await null;
+        await null;
+        await null;
+      },
+      concurrency: 1000,
+    },
+  ];
+
+async function time(impl: Impl, fn: Fn, concurrency: number): Promise<number> {
+  const start = performance.now();
+  await impl(fn, concurrency);
+  return ((performance.now() - start) * 1e6) / N; // ns per task
+}
+
+const lines: string[] = [];
+const out = (line = "") => {
+  console.log(line);
+  lines.push(line);
+};
+
+out(`## Cost per task — ${runtime.name}, ${runtime.cores} cores`);
+out();
+out(
+  `${
+    N.toLocaleString("en")
+  } tasks per run; median of ${ROUNDS} rounds (min–max), after one warm-up round; ` +
+    "implementations interleaved within each round; ratios are medians of per-round ratios.",
+);
+
+for (const c of cases) {
+  const names = Object.keys(impls);
+  const samples: Record<string, number[]> = Object.fromEntries(
+    names.map((n) => [n, []]),
+  );
+  for (let round = 0; round <= ROUNDS; round++) {
+    const order = names.map((_, i) => names[(i + round) % names.length]);
+    for (const name of order) {
+      const ns = await time(impls[name], c.fn, c.concurrency);
+      if (round > 0) samples[name].push(ns);
+    }
+  }
+  const ratio = (a: string, b: string) =>
+    median(samples[a].map((x, i) => x / samples[b][i])).toFixed(2);
+  out();
+  out(`### ${c.name}`);
+  out();
+  out(
+    "| implementation | ns/task (median) | min–max | tasks/s | × floor | × p-limit |",
+  );
+  out("| --- | ---: | ---: | ---: | ---: | ---: |");
+  for (const name of names) {
+    const s = samples[name];
+    const med = median(s);
+    out(
+      `| ${name} | ${med.toFixed(0)} | ${Math.min(...s).toFixed(0)}–${
+        Math.max(...s).toFixed(0)
+      } | ${Math.round(1e9 / med).toLocaleString("en")} | ${
+        ratio(name, "floor (hand-written)")
+      } | ${ratio(name, "p-limit")} |`,
+    );
+  }
+  out();
+  out(
+    `Events: with one \`start\` and one \`settle\` listener, TaskManager costs ${
+      ratio("TaskManager + start/settle listeners", "TaskManager")
+    }× its cost without.`,
+  );
+}
+
+const slug = runtime.name.split(" ")[0];
+const url = new URL(`./results/cost-${slug}.md`, import.meta.url);
+const { writeFileSync } = await import("node:fs");
+writeFileSync(url, lines.join("\n") + "\n");
+console.log(`\nwrote ${url.pathname.split("/").slice(-3).join("/")}`);
