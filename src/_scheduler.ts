@@ -46,10 +46,11 @@ let lastId = 0;
 
 /**
  * One task. It is also the handle that `run`, `runWithResult` and
- * `TaskGroup.add` return, typed there as `TaskHandle` or `Task<T>`: the
- * fields below are not part of those types.
+ * `TaskGroup.add` return, typed there as `TaskHandle` or `Task<T>`, and the
+ * context its function receives, typed as `TaskContext`: one object per task.
+ * The fields below are not part of those types.
  */
-export class TaskRecord<T = unknown> implements Task<T> {
+export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
   readonly id: string = String(++lastId);
   readonly name: string;
   status: TaskStatus = "pending";
@@ -58,10 +59,8 @@ export class TaskRecord<T = unknown> implements Task<T> {
   fn: TaskFunction<T> | undefined;
   readonly scheduler: Scheduler;
   readonly group: GroupCore | undefined;
-  timeout: number | undefined;
-  /** The per-run `signal` option. */
-  external: AbortSignal | undefined = undefined;
-  timeoutSignal: AbortSignal | undefined = undefined;
+  /** State most tasks never need, made on first use. */
+  extra: TaskExtra | undefined = undefined;
   /** Made on the first read of the context's `signal`, or never. */
   controller: AbortController | undefined = undefined;
   /** Cancellation (or the timeout) was requested: from then on it decides the outcome. */
@@ -71,14 +70,6 @@ export class TaskRecord<T = unknown> implements Task<T> {
   reason: unknown = undefined;
   /** The value or error, once settled. */
   result: unknown = undefined;
-  /** `value`, made on first read. */
-  promise: Promise<T> | undefined = undefined;
-  resolve: ((value: unknown) => void) | undefined = undefined;
-  reject: ((error: unknown) => void) | undefined = undefined;
-  /** Resolves the promise handed to `waitUntil`. */
-  done: (() => void) | undefined = undefined;
-  /** A group task that was passed on to the manager's queue. */
-  admitted = false;
 
   constructor(
     scheduler: Scheduler,
@@ -91,7 +82,11 @@ export class TaskRecord<T = unknown> implements Task<T> {
     this.group = group;
     this.name = name;
     this.fn = fn;
-    this.timeout = timeout;
+    if (timeout !== undefined) this.more().timeout = timeout;
+  }
+
+  more(): TaskExtra {
+    return this.extra ??= new TaskExtra();
   }
 
   get startedAt(): Date | undefined {
@@ -99,23 +94,24 @@ export class TaskRecord<T = unknown> implements Task<T> {
   }
 
   get value(): Promise<T> {
-    if (this.promise === undefined) {
+    const extra = this.more();
+    if (extra.promise === undefined) {
       switch (this.status) {
         case "fulfilled":
-          this.promise = Promise.resolve(this.result as T);
+          extra.promise = Promise.resolve(this.result);
           break;
         case "rejected":
         case "cancelled":
-          this.promise = Promise.reject(this.result);
+          extra.promise = Promise.reject(this.result);
           break;
         default:
-          this.promise = new Promise<T>((resolve, reject) => {
-            this.resolve = resolve as (value: unknown) => void;
-            this.reject = reject;
+          extra.promise = new Promise((resolve, reject) => {
+            extra.resolve = resolve;
+            extra.reject = reject;
           });
       }
     }
-    return this.promise;
+    return extra.promise as Promise<T>;
   }
 
   cancel(reason?: unknown): boolean {
@@ -131,8 +127,8 @@ export class TaskRecord<T = unknown> implements Task<T> {
     };
   }
 
-  /** The task's own signal, made on first use. */
-  signal(): AbortSignal {
+  /** The task's own signal, made on first read. */
+  get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController();
       if (this.cancelRequested) this.controller.abort(this.reason);
@@ -142,26 +138,27 @@ export class TaskRecord<T = unknown> implements Task<T> {
 
   /** The listener for the external signal and the timeout signal. */
   handleEvent(event: Event): void {
-    if (event.target === this.timeoutSignal) this.scheduler.expire(this);
-    else this.scheduler.cancel(this, this.external!.reason);
+    const extra = this.extra!;
+    if (event.target === extra.timeoutSignal) this.scheduler.expire(this);
+    else this.scheduler.cancel(this, extra.external!.reason);
   }
 }
 
-/** What a task's function receives; its signal is made only when read. */
-class Context implements TaskContext {
-  #task: TaskRecord<unknown>;
-  constructor(task: TaskRecord<unknown>) {
-    this.#task = task;
-  }
-  get signal(): AbortSignal {
-    return this.#task.signal();
-  }
-  get id(): string {
-    return this.#task.id;
-  }
-  get name(): string {
-    return this.#task.name;
-  }
+/** The fields of a task that only some tasks need. */
+class TaskExtra {
+  /** The task's timeout in milliseconds. */
+  timeout: number | undefined = undefined;
+  /** The per-run `signal` option. */
+  external: AbortSignal | undefined = undefined;
+  timeoutSignal: AbortSignal | undefined = undefined;
+  /** `value`, made on first read. */
+  promise: Promise<unknown> | undefined = undefined;
+  resolve: ((value: unknown) => void) | undefined = undefined;
+  reject: ((error: unknown) => void) | undefined = undefined;
+  /** Resolves the promise handed to `waitUntil`. */
+  done: (() => void) | undefined = undefined;
+  /** A group task that was passed on to the manager's queue. */
+  admitted = false;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -230,7 +227,7 @@ export class Scheduler {
     );
     const waitUntil = options?.waitUntil ?? this.#waitUntil;
     if (waitUntil !== undefined) {
-      waitUntil(new Promise<void>((resolve) => task.done = resolve));
+      waitUntil(new Promise<void>((resolve) => task.more().done = resolve));
     }
     this.tasks.set(task.id, task);
     this.pending++;
@@ -240,7 +237,7 @@ export class Scheduler {
     if (signal?.aborted) return this.#dropLater(task, signal.reason);
     if (group?.cancelRequested) return this.#dropLater(task, group.reason);
     if (signal !== undefined) {
-      task.external = signal;
+      task.more().external = signal;
       signal.addEventListener("abort", task);
     }
     if (group === undefined) this.enqueue(task);
@@ -293,9 +290,11 @@ export class Scheduler {
     task.status = "running";
     task.startTime = Date.now();
     if (task.group !== undefined) task.group.running++;
-    if (task.timeout !== undefined) {
-      task.timeoutSignal = AbortSignal.timeout(task.timeout);
-      task.timeoutSignal.addEventListener("abort", task);
+    const timeout = task.extra?.timeout;
+    if (timeout !== undefined) {
+      const signal = AbortSignal.timeout(timeout);
+      task.extra!.timeoutSignal = signal;
+      signal.addEventListener("abort", task);
     }
     if (this.wantStart) {
       this.#starting = task;
@@ -311,7 +310,7 @@ export class Scheduler {
     }
     let result: unknown;
     try {
-      result = task.fn!(new Context(task));
+      result = task.fn!(task);
     } catch (error) {
       return this.#settle(task, false, error);
     }
@@ -319,19 +318,12 @@ export class Scheduler {
     else this.#settle(task, true, result);
   }
 
-  async #follow(
-    task: TaskRecord,
-    promise: PromiseLike<unknown>,
-  ): Promise<void> {
-    let ok = true;
-    let result: unknown;
-    try {
-      result = await promise;
-    } catch (error) {
-      ok = false;
-      result = error;
-    }
-    this.#settle(task, ok, result);
+  #follow(task: TaskRecord, promise: PromiseLike<unknown>): void {
+    // Two closures cost less memory per waiting task than an async function.
+    promise.then(
+      (value) => this.#settle(task, true, value),
+      (error) => this.#settle(task, false, error),
+    );
   }
 
   /** Requests a task's cancellation; `false` when already settled or requested. */
@@ -359,7 +351,7 @@ export class Scheduler {
   expire(task: TaskRecord): void {
     if (task.cancelRequested || task.status !== "running") return;
     task.timedOut = true;
-    this.#abort(task, task.timeoutSignal!.reason);
+    this.#abort(task, task.extra!.timeoutSignal!.reason);
   }
 
   /** Aborts a running task; it keeps its slot until its function returns. */
@@ -401,17 +393,18 @@ export class Scheduler {
     if (status === "cancelled") this.cancelled++;
     else this.completed++;
     this.tasks.delete(task.id);
-    task.external?.removeEventListener("abort", task);
-    task.timeoutSignal?.removeEventListener("abort", task);
+    const extra = task.extra;
+    extra?.external?.removeEventListener("abort", task);
+    extra?.timeoutSignal?.removeEventListener("abort", task);
 
     if (this.wantSettle) this.#dispatch("settle", task);
-    if (task.promise !== undefined) {
-      if (status === "fulfilled") task.resolve!(result);
-      else task.reject!(result);
+    if (extra?.promise !== undefined) {
+      if (status === "fulfilled") extra.resolve!(result);
+      else extra.reject!(result);
     } else if (status === "rejected" && !task.group?.awaited) {
       this.#report(result, task);
     }
-    task.done?.();
+    extra?.done?.();
     task.group?.settled(task, wasRunning);
     if (wasRunning) this.pump();
     if (this.running === 0 && this.pending === 0) {
@@ -531,7 +524,7 @@ export class GroupCore {
   admit(task: TaskRecord): void {
     if (this.#admitted < this.#limit) {
       this.#admitted++;
-      task.admitted = true;
+      task.more().admitted = true;
       this.scheduler.enqueue(task);
     } else {
       this.#held.push(task);
@@ -540,7 +533,7 @@ export class GroupCore {
 
   settled(task: TaskRecord, wasRunning: boolean): void {
     if (wasRunning) this.running--;
-    if (task.admitted) this.#admitted--;
+    if (task.extra?.admitted) this.#admitted--;
     if (--this.#unsettled === 0) {
       this.#signal?.removeEventListener("abort", this);
     }
