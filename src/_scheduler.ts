@@ -65,10 +65,10 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
   controller: AbortController | undefined = undefined;
   /** Cancellation (or the timeout) was requested: from then on it decides the outcome. */
   cancelRequested = false;
-  timedOut = false;
-  /** The cancellation reason, or the `TimeoutError`. */
-  reason: unknown = undefined;
-  /** The value or error, once settled. */
+  /**
+   * The cancellation reason (or the `TimeoutError`) once cancellation is
+   * requested; else, once settled, the value or error.
+   */
   result: unknown = undefined;
 
   constructor(
@@ -131,7 +131,7 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
   get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController();
-      if (this.cancelRequested) this.controller.abort(this.reason);
+      if (this.cancelRequested) this.controller.abort(this.result);
     }
     return this.controller.signal;
   }
@@ -159,6 +159,8 @@ class TaskExtra {
   done: (() => void) | undefined = undefined;
   /** A group task that was passed on to the manager's queue. */
   admitted = false;
+  /** The timeout, not a cancellation, aborted the task. */
+  timedOut = false;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -248,7 +250,7 @@ export class Scheduler {
   /** A task that must never start: it settles as cancelled in a microtask. */
   #dropLater<T>(task: TaskRecord<T>, reason: unknown): TaskRecord<T> {
     task.cancelRequested = true;
-    task.reason = reason;
+    task.result = reason;
     queueMicrotask(() => this.#drop(task));
     return task;
   }
@@ -331,7 +333,7 @@ export class Scheduler {
     if (task.cancelRequested) return false;
     if (task.status === "pending") {
       task.cancelRequested = true;
-      task.reason = reason === undefined
+      task.result = reason === undefined
         ? abortError(`Task "${task.name}" was cancelled`)
         : reason;
       this.#drop(task);
@@ -350,14 +352,14 @@ export class Scheduler {
   /** The task's timeout elapsed. */
   expire(task: TaskRecord): void {
     if (task.cancelRequested || task.status !== "running") return;
-    task.timedOut = true;
+    task.extra!.timedOut = true;
     this.#abort(task, task.extra!.timeoutSignal!.reason);
   }
 
   /** Aborts a running task; it keeps its slot until its function returns. */
   #abort(task: TaskRecord, reason: unknown): void {
     task.cancelRequested = true;
-    task.reason = reason;
+    task.result = reason;
     task.controller?.abort(reason);
     if (this.wantCancel && this.#starting !== task) {
       this.#dispatch("cancel", task);
@@ -376,17 +378,14 @@ export class Scheduler {
   #settle(task: TaskRecord, ok: boolean, result: unknown): void {
     const wasRunning = task.status === "running";
     let status: TaskStatus;
-    if (task.timedOut) {
-      status = "rejected";
-      result = task.reason;
-    } else if (task.cancelRequested) {
-      status = "cancelled";
-      result = task.reason;
+    if (task.cancelRequested) {
+      // Cancellation wins: `result` already holds the reason.
+      status = task.extra?.timedOut ? "rejected" : "cancelled";
     } else {
       status = ok ? "fulfilled" : "rejected";
+      task.result = result;
     }
     task.status = status;
-    task.result = result;
     task.fn = undefined;
     if (wasRunning) this.running--;
     else this.pending--;
@@ -399,10 +398,10 @@ export class Scheduler {
 
     if (this.wantSettle) this.#dispatch("settle", task);
     if (extra?.promise !== undefined) {
-      if (status === "fulfilled") extra.resolve!(result);
-      else extra.reject!(result);
+      if (status === "fulfilled") extra.resolve!(task.result);
+      else extra.reject!(task.result);
     } else if (status === "rejected" && !task.group?.awaited) {
-      this.#report(result, task);
+      this.#report(task.result, task);
     }
     extra?.done?.();
     task.group?.settled(task, wasRunning);
@@ -428,7 +427,7 @@ export class Scheduler {
     const info = task.toJSON();
     let event: TaskEvent;
     if (type !== "settle") {
-      event = new TaskEvent(type, { task: info, reason: task.reason });
+      event = new TaskEvent(type, { task: info, reason: task.result });
     } else if (task.status === "fulfilled") {
       event = new TaskEvent(type, { task: info, value: task.result });
     } else if (task.status === "rejected") {
