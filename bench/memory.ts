@@ -7,59 +7,41 @@
 // Prints Markdown and writes it to bench/results/memory-<runtime>.md.
 
 import { TaskManager } from "../mod.ts";
+import { Floor } from "./_floor.ts";
 import { median, runtime, settleHeap } from "./_runtime.ts";
 
 const HELD = 100_000;
 const ROUNDS = 3;
 
-/** The floor's per-task state: an AbortController and a Map entry. */
-async function floorHeld(): Promise<number> {
-  const base = await settleHeap();
-  const gate = Promise.withResolvers<void>();
-  const map = new Map<number, AbortController>();
-  const pending: Promise<void>[] = [];
-  for (let i = 0; i < HELD; i++) {
-    const controller = new AbortController();
-    map.set(i, controller);
-    // The same shared closure as the TaskManager run below: the user's own.
-    pending.push(gate.promise.then(() => void map.delete(i)));
-  }
-  const held = await settleHeap();
-  gate.resolve();
-  await Promise.all(pending);
-  return (held - base) / HELD;
-}
-
-async function managerHeld(): Promise<
-  { perTask: number; after: number; base: number }
-> {
+/**
+ * Heap bytes per running task while HELD tasks wait on one shared gate. The
+ * task function returns the shared promise, so the user's closure costs
+ * nothing per task: everything measured belongs to the manager.
+ */
+async function held(
+  make: () => { run(fn: () => unknown): unknown; idle(): Promise<void> },
+): Promise<{ perTask: number; leak: number }> {
   const base = await settleHeap();
   const gate = Promise.withResolvers<void>();
   const wait = () => gate.promise;
-  const tasks = new TaskManager();
-  for (let i = 0; i < HELD; i++) tasks.run("held", wait);
-  await Promise.resolve(); // let them start
-  if (tasks.activeCount !== HELD) {
-    throw new Error(`only ${tasks.activeCount} running`);
-  }
-  const held = await settleHeap();
-  gate.resolve();
-  await tasks.idle();
-  const after = await settleHeap();
-  return { perTask: (held - base) / HELD, after, base };
-}
-
-/** What one promise of the user's closure costs, measured the same way. */
-async function promiseOnly(): Promise<number> {
-  const base = await settleHeap();
-  const gate = Promise.withResolvers<void>();
-  const held: Promise<void>[] = [];
-  for (let i = 0; i < HELD; i++) held.push(gate.promise.then(() => {}));
+  const manager = make();
+  for (let i = 0; i < HELD; i++) manager.run(wait);
+  await new Promise((resolve) => setTimeout(resolve, 0)); // all started
   const heap = await settleHeap();
   gate.resolve();
-  await Promise.all(held);
-  return (heap - base) / HELD;
+  await manager.idle();
+  const after = await settleHeap();
+  return { perTask: (heap - base) / HELD, leak: (after - base) / base };
 }
+
+const taskManager = () => {
+  const tasks = new TaskManager();
+  return {
+    run: (fn: () => unknown) => tasks.run("held", fn),
+    idle: () => tasks.idle(),
+  };
+};
+const floor = () => new Floor(Infinity);
 
 const lines: string[] = [];
 const out = (line = "") => {
@@ -73,16 +55,14 @@ if (!runtime.canGc) {
   );
 }
 
-const manager: number[] = [];
-const floor: number[] = [];
-const baseline: number[] = [];
+const managerBytes: number[] = [];
+const floorBytes: number[] = [];
 const leaks: number[] = [];
 for (let round = 0; round < ROUNDS; round++) {
-  const m = await managerHeld();
-  manager.push(m.perTask);
-  leaks.push((m.after - m.base) / m.base);
-  floor.push(await floorHeld());
-  baseline.push(await promiseOnly());
+  const m = await held(taskManager);
+  managerBytes.push(m.perTask);
+  leaks.push(m.leak);
+  floorBytes.push((await held(floor)).perTask);
 }
 
 out(`## Memory per task — ${runtime.name}, ${runtime.cores} cores`);
@@ -90,10 +70,13 @@ out();
 out(
   `${
     HELD.toLocaleString("en")
-  } tasks held open on one gate; heap after forced GC; median of ${ROUNDS} rounds (min–max).`,
+  } tasks held running on one shared gate (the user's closure costs nothing per task); ` +
+    `heap after forced GC${
+      runtime.canGc ? "" : " (not available: figures are rough)"
+    }; median of ${ROUNDS} rounds (min–max).`,
 );
 out();
-out("| what is held | bytes/task (median) | min–max |");
+out("| implementation | bytes per running task (median) | min–max |");
 out("| --- | ---: | ---: |");
 const row = (name: string, s: number[]) =>
   out(
@@ -101,18 +84,11 @@ const row = (name: string, s: number[]) =>
       Math.max(...s).toFixed(0)
     } |`,
   );
-row("TaskManager running task (incl. the user's pending promise)", manager);
-row("floor: AbortController + Map entry (incl. a pending promise)", floor);
-row("one pending promise alone (the user's part)", baseline);
+row("TaskManager", managerBytes);
+row("floor (hand-written)", floorBytes);
 out();
 out(
-  `TaskManager beyond the user's promise: ${
-    (median(manager) - median(baseline)).toFixed(0)
-  } B/task; ` +
-    `floor beyond it: ${(median(floor) - median(baseline)).toFixed(0)} B/task.`,
-);
-out(
-  `Heap after the tasks settled vs. before: ${
+  `Heap after the tasks settled vs. before they were made: ${
     (median(leaks) * 100).toFixed(2)
   } % (median of rounds).`,
 );
