@@ -1,0 +1,138 @@
+// The script each WorkerPool worker runs (see src/worker.ts). It imports the
+// user's module on the first request, then answers every request with exactly
+// one reply, as src/_worker_protocol.ts describes (the typedefs below mirror
+// it).
+//
+// Plain JavaScript on purpose: it loads unchanged in browsers and in packages
+// whose TypeScript was compiled to JavaScript. It has no `// @ts-check` and
+// imports no TypeScript, not even for types: either makes `deno test` type
+// check it each time a worker starts (half a second per worker). Web
+// standards only.
+
+/** @typedef {{ module: string, export: string, input: unknown }} WorkerRequest */
+/** @typedef {{ name: string, message: string, stack: string | undefined, dom: boolean }} RemoteError */
+/**
+ * @typedef {{ ok: true, value: unknown }
+ *   | { ok: false, error: RemoteError }
+ *   | { ok: false, thrown: unknown }
+ *   | { ok: false, load: RemoteError }} WorkerReply
+ */
+/** @typedef {(input: unknown) => unknown} Work */
+/**
+ * @typedef {object} WorkerScope
+ * @property {(message: WorkerReply, transfer?: Transferable[]) => void} postMessage
+ * @property {(type: "message", listener: (event: MessageEvent<WorkerRequest>) => void) => void} addEventListener
+ */
+
+/** The brand of a value made by `transfer()` in src/worker.ts (same key). */
+const TRANSFER = Symbol.for("@background/tasks/worker.transfer");
+
+/**
+ * Turns a thrown Error into something every runtime can clone.
+ *
+ * @param {unknown} error
+ * @returns {RemoteError | undefined} `undefined` when `error` is no Error.
+ */
+function describe(error) {
+  if (error === null || typeof error !== "object") return undefined;
+  const { name, message, stack } = /** @type {Partial<Error>} */ (error);
+  if (typeof message !== "string") return undefined;
+  return {
+    name: typeof name === "string" ? name : "Error",
+    message,
+    stack: typeof stack === "string" ? stack : undefined,
+    dom: typeof DOMException === "function" && error instanceof DOMException,
+  };
+}
+
+/**
+ * @param {unknown} error
+ * @returns {RemoteError}
+ */
+function describeAny(error) {
+  return describe(error) ?? /** @type {RemoteError} */ (
+    describe(new Error(String(error)))
+  );
+}
+
+/**
+ * @param {string} module
+ * @param {string} name
+ * @returns {Promise<Work>}
+ */
+async function load(module, name) {
+  /** @type {Record<string, unknown>} */
+  const namespace = await import(module);
+  const work = namespace[name];
+  if (typeof work !== "function") {
+    const found = Object.keys(namespace)
+      .filter((key) => typeof namespace[key] === "function")
+      .map((key) => JSON.stringify(key));
+    throw new TypeError(
+      `the module has no function export ${JSON.stringify(name)} ` +
+        `(function exports: ${found.length === 0 ? "none" : found.join(", ")})`,
+    );
+  }
+  return /** @type {Work} */ (work);
+}
+
+/**
+ * Answers requests, one reply each.
+ *
+ * @param {WorkerScope} scope
+ */
+function serve(scope) {
+  /** @type {Promise<Work> | undefined} */
+  let loading;
+
+  /** @param {unknown} error */
+  const fail = (error) => {
+    const remote = describe(error);
+    if (remote !== undefined) {
+      return scope.postMessage({ ok: false, error: remote });
+    }
+    try {
+      scope.postMessage({ ok: false, thrown: error });
+    } catch {
+      scope.postMessage({ ok: false, error: describeAny(error) });
+    }
+  };
+
+  scope.addEventListener("message", async (event) => {
+    const request = event.data;
+    /** @type {Work} */
+    let work;
+    try {
+      work = await (loading ??= load(request.module, request.export));
+    } catch (error) {
+      return scope.postMessage({ ok: false, load: describeAny(error) });
+    }
+    /** @type {unknown} */
+    let result;
+    try {
+      result = await work(request.input);
+    } catch (error) {
+      return fail(error);
+    }
+    let value = result;
+    /** @type {Transferable[]} */
+    let transfer = [];
+    if (result !== null && typeof result === "object" && TRANSFER in result) {
+      // A result marked by `transfer()`: `{ value, transfer, [TRANSFER] }`.
+      const marked =
+        /** @type {{ value: unknown, transfer: Transferable[] }} */ (
+          /** @type {unknown} */ (result)
+        );
+      value = marked.value;
+      transfer = marked.transfer;
+    }
+    try {
+      scope.postMessage({ ok: true, value }, transfer);
+    } catch (error) {
+      // A value that cannot be cloned or transferred (a function, say).
+      fail(error);
+    }
+  });
+}
+
+serve(/** @type {WorkerScope} */ (/** @type {unknown} */ (globalThis)));

@@ -1,0 +1,371 @@
+/**
+ * Hono middleware that gives every request a way to start background tasks
+ * with a shared {@linkcode TaskManager}, at `c.var.tasks`.
+ *
+ * On hosts with an execution context (Cloudflare Workers), every task started
+ * through `c.var.tasks` is registered with `c.executionCtx.waitUntil`, so the
+ * isolate lives until the task settles, after the response is sent. Elsewhere
+ * (Deno, Bun, Node) the process lives on anyway and nothing is registered:
+ * drain the manager with `shutdown()` when the server stops.
+ *
+ * Tasks are not tied to the request's signal: background work outlives the
+ * response on purpose. Pass `c.req.raw.signal` as a task's `signal` yourself
+ * for work that should stop when the client goes away.
+ *
+ * @example Send the confirmation email after answering
+ * ```ts
+ * import { Hono } from "hono";
+ * import { TaskManager } from "@background/tasks";
+ * import { backgroundTasks, type BackgroundTasksEnv } from "@background/tasks/hono";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager();
+ * const sent: string[] = [];
+ * const app = new Hono<BackgroundTasksEnv>();
+ * app.use(backgroundTasks(tasks));
+ * app.post("/orders/:id", (c) => {
+ *   const id = c.req.param("id");
+ *   c.var.tasks.run("send-confirmation", () => { sent.push(id); });
+ *   return c.json({ id }, 201);
+ * });
+ *
+ * const response = await app.request("/orders/A-1", { method: "POST" });
+ * assert.equal(response.status, 201);
+ * await tasks.idle();
+ * assert.deepEqual(sent, ["A-1"]);
+ * ```
+ *
+ * @module
+ */
+
+import type { Context, MiddlewareHandler } from "hono";
+import { show } from "./_validate.ts";
+import type { TaskGroup, TaskGroupOptions, TaskResult } from "./task_group.ts";
+import { TaskManager } from "./task_manager.ts";
+import type { RunOptions, Task, TaskFunction, TaskHandle } from "./types.ts";
+
+/**
+ * The per-request facade at `c.var.tasks`: the shared manager's methods, with
+ * the request's `waitUntil` added to every task where the host has one.
+ *
+ * @example Generate a report and answer with its id at once
+ * ```ts
+ * import { Hono } from "hono";
+ * import { TaskManager } from "@background/tasks";
+ * import { backgroundTasks, type BackgroundTasksEnv } from "@background/tasks/hono";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager();
+ * const reports = new Map<string, Promise<string>>();
+ * const app = new Hono<BackgroundTasksEnv>();
+ * app.use(backgroundTasks(tasks));
+ * app.post("/reports", (c) => {
+ *   const report = c.var.tasks.runWithResult("report", async () => "/reports/7.pdf");
+ *   reports.set(report.id, report.value);
+ *   return c.json({ id: report.id }, 202);
+ * });
+ *
+ * const response = await app.request("/reports", { method: "POST" });
+ * const { id } = await response.json();
+ * assert.equal(await reports.get(id), "/reports/7.pdf");
+ * ```
+ */
+export interface RequestTasks {
+  /** The shared manager, for everything the facade does not wrap. */
+  readonly manager: TaskManager;
+  /**
+   * Starts a fire-and-forget task, as {@linkcode TaskManager.prototype.run}
+   * does, registered with the request's `waitUntil` where there is one.
+   *
+   * @param name What the task does.
+   * @param fn The work; it receives `{ signal, id, name }`.
+   * @param options A signal that cancels it, a timeout, a `waitUntil`. A
+   * `waitUntil` given here is used instead of the request's.
+   * @returns A handle with the task's `id`, `status` and `cancel()`.
+   */
+  run(
+    name: string,
+    fn: TaskFunction<unknown>,
+    options?: RunOptions,
+  ): TaskHandle;
+  /**
+   * Starts a task whose result you want, as
+   * {@linkcode TaskManager.prototype.runWithResult} does, registered with the
+   * request's `waitUntil` where there is one.
+   *
+   * @param name What the task does.
+   * @param fn The work; it receives `{ signal, id, name }`.
+   * @param options A signal that cancels it, a timeout, a `waitUntil`. A
+   * `waitUntil` given here is used instead of the request's.
+   * @returns A {@linkcode Task} with a `value` promise.
+   */
+  runWithResult<T>(
+    name: string,
+    fn: TaskFunction<T>,
+    options?: RunOptions,
+  ): Task<T>;
+  /**
+   * Makes a group on the shared manager, as
+   * {@linkcode TaskManager.prototype.group} does, whose `add` registers each
+   * task with the request's `waitUntil` where there is one.
+   *
+   * @param options `failFast`, a `signal` that cancels the group, a `concurrency` within the group.
+   * @returns The group.
+   */
+  group(options?: Omit<TaskGroupOptions, "manager">): RequestTaskGroup;
+}
+
+/**
+ * A {@linkcode TaskGroup} made through `c.var.tasks.group()`: its `add`
+ * registers each task with the request's `waitUntil` where there is one.
+ * `group` is the `TaskGroup` itself, for anything else.
+ *
+ * @example Thumbnails of one upload, cancelled together on the first failure
+ * ```ts
+ * import { Hono } from "hono";
+ * import { TaskManager } from "@background/tasks";
+ * import { backgroundTasks, type BackgroundTasksEnv } from "@background/tasks/hono";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager();
+ * const app = new Hono<BackgroundTasksEnv>();
+ * app.use(backgroundTasks(tasks));
+ * let done: Promise<string[]> | undefined;
+ * app.post("/upload", (c) => {
+ *   const thumbnails = c.var.tasks.group({ failFast: true });
+ *   for (const size of [150, 300]) {
+ *     thumbnails.add(`thumb-${size}`, () => `photo-${size}.jpg`);
+ *   }
+ *   done = thumbnails.awaitAll().then((results) => results.map((r) => r.status));
+ *   return c.body(null, 202);
+ * });
+ *
+ * await app.request("/upload", { method: "POST" });
+ * assert.deepEqual(await done, ["fulfilled", "fulfilled"]);
+ * ```
+ */
+export interface RequestTaskGroup {
+  /** The group itself. */
+  readonly group: TaskGroup;
+  /** How many of the group's tasks are running. */
+  readonly activeCount: number;
+  /**
+   * Adds a task, as {@linkcode TaskGroup.prototype.add} does.
+   *
+   * @param name What the task does.
+   * @param fn The work; it receives `{ signal, id, name }`.
+   * @param options A signal that cancels it, a timeout, a `waitUntil`. A
+   * `waitUntil` given here is used instead of the request's.
+   * @returns A {@linkcode Task} with a `value` promise.
+   */
+  add<T>(name: string, fn: TaskFunction<T>, options?: RunOptions): Task<T>;
+  /**
+   * Waits until every task of the group has settled, as
+   * {@linkcode TaskGroup.prototype.awaitAll} does. It never rejects.
+   *
+   * @returns One `{ id, name, status, value | error | reason }` per task.
+   */
+  awaitAll(): Promise<TaskResult<unknown>[]>;
+  /**
+   * Cancels every unsettled task of the group, as
+   * {@linkcode TaskGroup.prototype.cancel} does.
+   *
+   * @param reason The abort reason; by default a `DOMException` named `AbortError`.
+   * @returns How many tasks this call cancelled.
+   */
+  cancel(reason?: unknown): number;
+}
+
+/**
+ * The Hono environment the middleware provides: type your app with it
+ * (`new Hono<BackgroundTasksEnv>()`) to get a typed `c.var.tasks`.
+ *
+ * @example Combine with your own bindings
+ * ```ts
+ * import { Hono } from "hono";
+ * import type { BackgroundTasksEnv } from "@background/tasks/hono";
+ * import assert from "node:assert/strict";
+ *
+ * type Env = BackgroundTasksEnv & { Bindings: { MAIL_FROM: string } };
+ * const app = new Hono<Env>();
+ * app.get("/", (c) => c.text(typeof c.var.tasks));
+ * assert.equal(typeof app.fetch, "function");
+ * ```
+ */
+export type BackgroundTasksEnv = { Variables: { tasks: RequestTasks } };
+
+type WaitUntil = (promise: Promise<void>) => void;
+
+/**
+ * The request's `waitUntil`, if the host gave an execution context. Hono's
+ * `c.executionCtx` getter throws where there is none (Deno, Bun, Node).
+ */
+function waitUntilOf(c: Context): WaitUntil | undefined {
+  let ctx: unknown;
+  try {
+    ctx = c.executionCtx;
+  } catch {
+    return undefined;
+  }
+  const target = ctx as { waitUntil?: unknown } | null | undefined;
+  if (typeof target?.waitUntil !== "function") return undefined;
+  return (promise) =>
+    (target as { waitUntil(promise: Promise<unknown>): void }).waitUntil(
+      promise,
+    );
+}
+
+/** Adds the request's `waitUntil` to a task's options, unless it has one. */
+function withWaitUntil(
+  waitUntil: WaitUntil | undefined,
+  options: RunOptions | undefined,
+): RunOptions | undefined {
+  if (waitUntil === undefined) return options;
+  if (options === undefined) return { waitUntil };
+  // Leave options of the wrong type, and a caller's own waitUntil, as given:
+  // the manager reports the former.
+  if (options === null || typeof options !== "object") return options;
+  if (options.waitUntil !== undefined) return options;
+  return { ...options, waitUntil };
+}
+
+/** Probes the execution context once, on the first task of the request. */
+class Probe {
+  readonly #c: Context;
+  #probed = false;
+  #waitUntil: WaitUntil | undefined;
+
+  constructor(c: Context) {
+    this.#c = c;
+  }
+
+  options(options: RunOptions | undefined): RunOptions | undefined {
+    if (!this.#probed) {
+      this.#probed = true;
+      this.#waitUntil = waitUntilOf(this.#c);
+    }
+    return withWaitUntil(this.#waitUntil, options);
+  }
+}
+
+class Facade implements RequestTasks {
+  readonly manager: TaskManager;
+  readonly #probe: Probe;
+
+  constructor(manager: TaskManager, probe: Probe) {
+    this.manager = manager;
+    this.#probe = probe;
+  }
+
+  run(
+    name: string,
+    fn: TaskFunction<unknown>,
+    options?: RunOptions,
+  ): TaskHandle {
+    return this.manager.run(name, fn, this.#probe.options(options));
+  }
+
+  runWithResult<T>(
+    name: string,
+    fn: TaskFunction<T>,
+    options?: RunOptions,
+  ): Task<T> {
+    return this.manager.runWithResult(name, fn, this.#probe.options(options));
+  }
+
+  group(options?: Omit<TaskGroupOptions, "manager">): RequestTaskGroup {
+    return new GroupFacade(this.manager.group(options), this.#probe);
+  }
+}
+
+class GroupFacade implements RequestTaskGroup {
+  readonly group: TaskGroup;
+  readonly #probe: Probe;
+
+  constructor(group: TaskGroup, probe: Probe) {
+    this.group = group;
+    this.#probe = probe;
+  }
+
+  get activeCount(): number {
+    return this.group.activeCount;
+  }
+
+  add<T>(name: string, fn: TaskFunction<T>, options?: RunOptions): Task<T> {
+    return this.group.add(name, fn, this.#probe.options(options));
+  }
+
+  awaitAll(): Promise<TaskResult<unknown>[]> {
+    return this.group.awaitAll();
+  }
+
+  cancel(reason?: unknown): number {
+    return this.group.cancel(reason);
+  }
+}
+
+/**
+ * Makes the middleware that sets `c.var.tasks` for every request: a
+ * {@linkcode RequestTasks} facade over `manager`.
+ *
+ * Every task started through it on a host with an execution context
+ * (Cloudflare Workers) is registered with `c.executionCtx.waitUntil`, with a
+ * promise that resolves when the task settles, unless the task's options
+ * carry a `waitUntil` of their own; that replaces the manager's `waitUntil`
+ * for the task, as any per-task `waitUntil` does. Elsewhere nothing is
+ * registered. The execution context is looked up once per request, on its
+ * first task, so requests that start none pay nothing.
+ *
+ * The manager is shared by all requests: its concurrency limit, `onError`,
+ * events and `shutdown()` cover every request's tasks.
+ *
+ * @param manager The manager the tasks run through.
+ * @returns A Hono middleware.
+ * @throws {TypeError} `manager` is not a {@linkcode TaskManager}.
+ *
+ * @example Keep a Cloudflare Worker alive until the task settles
+ * ```ts
+ * import { Hono } from "hono";
+ * import type { ExecutionContext } from "hono";
+ * import { TaskManager } from "@background/tasks";
+ * import { backgroundTasks, type BackgroundTasksEnv } from "@background/tasks/hono";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager();
+ * const app = new Hono<BackgroundTasksEnv>();
+ * app.use(backgroundTasks(tasks));
+ * app.post("/upload", (c) => {
+ *   const group = c.var.tasks.group();
+ *   for (const size of [150, 300]) group.add(`thumb-${size}`, () => size);
+ *   return c.body(null, 202);
+ * });
+ *
+ * // What the Workers runtime passes to app.fetch(request, env, ctx):
+ * const kept: Promise<unknown>[] = [];
+ * const ctx: ExecutionContext = {
+ *   waitUntil: (promise) => { kept.push(promise); },
+ *   passThroughOnException: () => {},
+ *   props: {},
+ * };
+ * const response = await app.request("/upload", { method: "POST" }, {}, ctx);
+ * assert.equal(response.status, 202);
+ * assert.equal(kept.length, 2);
+ * await Promise.all(kept); // resolves once both thumbnails settled
+ * assert.equal(tasks.activeCount + tasks.pendingCount, 0);
+ * ```
+ */
+export function backgroundTasks(
+  manager: TaskManager,
+): MiddlewareHandler<BackgroundTasksEnv> {
+  if (!(manager instanceof TaskManager)) {
+    throw new TypeError(
+      `Cannot create backgroundTasks middleware: 'manager' must be a TaskManager, received ${
+        show(manager)
+      }`,
+    );
+  }
+  return async (c, next) => {
+    c.set("tasks", new Facade(manager, new Probe(c)));
+    await next();
+  };
+}
