@@ -1,0 +1,232 @@
+// The demo's one Hono app, the same on Deno and Bun; main.ts serves it.
+
+import {
+  type ShutdownOptions,
+  type ShutdownReport,
+  type TaskEvent,
+  TaskManager,
+} from "@background/tasks";
+import {
+  backgroundTasks,
+  type BackgroundTasksEnv,
+} from "@background/tasks/hono";
+import { WorkerPool } from "@background/tasks/worker";
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { streamSSE } from "hono/streaming";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { jsonError, messageOf } from "./http.ts";
+import { type MailTransport, OutboxTransport } from "./mail.ts";
+import {
+  type OrderDeps,
+  orderRoutes,
+  OrderStore,
+  resumeOrders,
+} from "./orders.ts";
+import { PAGE } from "./page.ts";
+import { type PhotoDeps, photoRoutes, resumePhotos } from "./photos.ts";
+import { reportRoutes } from "./reports.ts";
+import { PhotoStore } from "./storage.ts";
+import type { ImageJob, ImageResult } from "./thumbnail_worker.ts";
+
+/** How the demo is set up; main.ts reads it from the environment. */
+export interface DemoConfig {
+  /** Where photos, the outbox and the database live. */
+  dataDir: string;
+  /** The largest `POST /photos` body, in bytes. */
+  maxUploadBytes: number;
+  /** How many image workers run at once; by default the pool's (one less than the cores, 1 to 4). */
+  workers?: number;
+  /** Tries per confirmation email, the first included. */
+  mailAttempts: number;
+  /** The first wait between email tries, in ms; it doubles each time. */
+  mailRetryDelay: number;
+  /** Sends the emails; by default `.eml` files in `DATA_DIR/outbox/`. */
+  transport?: MailTransport;
+}
+
+/** The app and what main.ts needs to run and stop it. */
+export interface Demo {
+  app: Hono<BackgroundTasksEnv>;
+  manager: TaskManager;
+  /** Starts again the work the last run left: thumbnails, unsent emails. */
+  resume(): Promise<{ photos: number; orders: number }>;
+  /**
+   * Answers every new request 503, ends the `/tasks/events` streams, and
+   * resolves once no request is being handled.
+   */
+  drain(): Promise<void>;
+  /** Drains the tasks within the bounds, then closes the worker pool and the database. */
+  close(options: ShutdownOptions): Promise<ShutdownReport>;
+}
+
+/** A heartbeat comment on idle event streams, in ms. */
+const HEARTBEAT = 15_000;
+/** An event stream whose client reads slower than this many events behind is closed. */
+const MAX_BACKLOG = 1000;
+
+/** Makes the app, its task manager, its worker pool and its stores. */
+export async function createDemo(config: DemoConfig): Promise<Demo> {
+  await mkdir(config.dataDir, { recursive: true });
+  const store = new PhotoStore(config.dataDir);
+  await store.init();
+  const orders = new OrderStore(join(config.dataDir, "orders.db"));
+  const pool = new WorkerPool<ImageJob, ImageResult>(
+    new URL("./thumbnail_worker.ts", import.meta.url),
+    { size: config.workers },
+  );
+  const manager = new TaskManager({
+    onError: (error, task) =>
+      console.error(
+        `task "${task.name}" (${task.id}) failed: ${messageOf(error)}`,
+      ),
+  });
+  const photoDeps: PhotoDeps = {
+    store,
+    pool,
+    maxUploadBytes: config.maxUploadBytes,
+  };
+  const orderDeps: OrderDeps = {
+    orders,
+    transport: config.transport ??
+      new OutboxTransport(join(config.dataDir, "outbox")),
+    mailAttempts: config.mailAttempts,
+    mailRetryDelay: config.mailRetryDelay,
+  };
+  const closing = new AbortController();
+  let streams = 0;
+  let requests = 0;
+  let drained: (() => void) | undefined;
+
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(async (c, next) => {
+    if (closing.signal.aborted) {
+      c.header("Connection", "close");
+      c.header("Retry-After", "5");
+      return jsonError(c, 503, "The server is shutting down");
+    }
+    requests++;
+    try {
+      await next();
+    } finally {
+      if (--requests === 0) drained?.();
+    }
+  });
+  app.use(backgroundTasks(manager));
+
+  app.get("/", (c) => {
+    // The page loads nothing from elsewhere; say so to the browser.
+    c.header(
+      "Content-Security-Policy",
+      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'",
+    );
+    return c.html(PAGE);
+  });
+  app.get("/favicon.ico", (c) => c.body(null, 204));
+  app.get("/health", (c) => c.json({ ok: true }));
+
+  app.get("/tasks", (c) =>
+    c.json({
+      active: manager.activeTasks,
+      activeCount: manager.activeCount,
+      pendingCount: manager.pendingCount,
+      eventStreams: streams,
+      // Besides this one.
+      requestsInFlight: requests - 1,
+    }));
+
+  app.get("/tasks/events", (c) =>
+    streamSSE(c, async (stream) => {
+      const done = Promise.withResolvers<void>();
+      const stop = () => done.resolve();
+      let backlog = 0;
+      const forward = (event: TaskEvent) => {
+        if (backlog >= MAX_BACKLOG) return stop();
+        backlog++;
+        stream.writeSSE({
+          event: event.type,
+          data: JSON.stringify(describe(event)),
+        }).then(() => backlog--, stop);
+      };
+      const types = ["start", "settle", "cancel"] as const;
+      streams++;
+      for (const type of types) manager.addEventListener(type, forward);
+      closing.signal.addEventListener("abort", stop);
+      stream.onAbort(stop);
+      if (closing.signal.aborted) stop();
+      const heartbeat = setInterval(() => {
+        stream.write(": heartbeat\n\n").catch(stop);
+      }, HEARTBEAT);
+      try {
+        await stream.writeSSE({
+          event: "snapshot",
+          data: JSON.stringify({
+            active: manager.activeTasks,
+            activeCount: manager.activeCount,
+            pendingCount: manager.pendingCount,
+          }),
+        });
+        await done.promise;
+      } finally {
+        clearInterval(heartbeat);
+        for (const type of types) manager.removeEventListener(type, forward);
+        closing.signal.removeEventListener("abort", stop);
+        streams--;
+      }
+    }));
+
+  app.route("/photos", photoRoutes(photoDeps));
+  app.route("/orders", orderRoutes(orderDeps));
+  app.route("/reports", reportRoutes(orders, store));
+
+  app.notFound((c) =>
+    jsonError(c, 404, `There is no route ${c.req.method} ${c.req.path}`)
+  );
+  app.onError((error, c) => {
+    if (error instanceof HTTPException && error.status < 500) {
+      return c.json({ error: error.message || "Bad request" }, error.status);
+    }
+    if (manager.closed) {
+      return jsonError(c, 503, "The server is shutting down");
+    }
+    console.error(`${c.req.method} ${c.req.path} failed:`, error);
+    return jsonError(c, 500, "Internal server error");
+  });
+
+  return {
+    app,
+    manager,
+    async resume() {
+      return {
+        photos: await resumePhotos(manager, photoDeps),
+        orders: resumeOrders(manager, orderDeps),
+      };
+    },
+    drain() {
+      closing.abort();
+      return requests === 0 ? Promise.resolve() : new Promise((resolve) => {
+        drained = resolve;
+      });
+    },
+    async close(options) {
+      closing.abort();
+      try {
+        return await manager.shutdown(options);
+      } finally {
+        await pool.close();
+        orders.close();
+      }
+    },
+  };
+}
+
+/** A task event as JSON: the task, and the error or reason as a message. */
+function describe(event: TaskEvent): Record<string, unknown> {
+  return {
+    type: event.type,
+    task: event.task,
+    ...(event.error === undefined ? {} : { error: messageOf(event.error) }),
+    ...(event.reason === undefined ? {} : { reason: messageOf(event.reason) }),
+  };
+}

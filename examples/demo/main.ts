@@ -1,0 +1,185 @@
+// Starts the demo on Deno (`Deno.serve`) or Bun (`Bun.serve`), on 127.0.0.1.
+//
+//   deno run -A examples/demo/main.ts      bun examples/demo/main.ts
+//
+// Environment (all optional):
+//   PORT                 port to listen on (0: any free port)        8000
+//   DATA_DIR             photos, outbox and orders.db                ./data
+//   MAX_UPLOAD_BYTES     largest POST /photos body                   10485760
+//   WORKERS              image workers        one less than the cores, 1 to 4
+//   MAIL_ATTEMPTS        tries per confirmation email                4
+//   MAIL_RETRY_MS        first wait between email tries (doubles)    500
+//   DRAIN_MS             wait for in-flight requests at shutdown     1000
+//   SHUTDOWN_TIMEOUT_MS  then wait for tasks before cancelling them  2500
+//   SHUTDOWN_GRACE_MS    then wait for cancelled tasks to return     500
+//
+// On SIGINT or SIGTERM it answers new requests 503, lets the requests in
+// flight finish, closes the listener, drains the tasks (cancelling what is
+// left after the timeout), closes the worker pool and exits 0; all of it
+// within 4 s by default. A second signal exits at once with 1. Work cut short
+// is picked up at the next start.
+
+import process from "node:process";
+import { createDemo, type Demo, type DemoConfig } from "./app.ts";
+
+const HOSTNAME = "127.0.0.1";
+
+interface Server {
+  port: number;
+  /** Stops accepting connections; resolves once the requests in flight are answered. */
+  stop(): Promise<void>;
+}
+
+type Fetch = (request: Request) => Response | Promise<Response>;
+
+interface BunRuntime {
+  serve(options: {
+    hostname: string;
+    port: number;
+    fetch: Fetch;
+    idleTimeout: number;
+  }): { port: number; stop(closeActiveConnections?: boolean): Promise<void> };
+}
+
+/** Reads an integer setting from the environment. */
+function integer(
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(
+      `${name} must be an integer from ${min} to ${max}, received ${
+        JSON.stringify(raw)
+      }`,
+    );
+  }
+  return value;
+}
+
+function serve(fetch: Fetch, port: number): Promise<Server> {
+  const bun = (globalThis as { Bun?: BunRuntime }).Bun;
+  if (bun !== undefined) {
+    // Bun closes a connection idle this many seconds; event streams send a
+    // heartbeat every 15 s.
+    const server = bun.serve({
+      hostname: HOSTNAME,
+      port,
+      fetch,
+      idleTimeout: 60,
+    });
+    return Promise.resolve({ port: server.port, stop: () => server.stop() });
+  }
+  if (typeof Deno !== "undefined") {
+    return new Promise((resolve) => {
+      const server = Deno.serve({
+        hostname: HOSTNAME,
+        port,
+        onListen: (address) =>
+          resolve({ port: address.port, stop: () => server.shutdown() }),
+      }, fetch);
+    });
+  }
+  throw new Error("The demo server runs on Deno or Bun");
+}
+
+function onSignals(handler: (signal: string) => void): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    if (typeof Deno !== "undefined") {
+      Deno.addSignalListener(signal, () => handler(signal));
+    } else {
+      process.on(signal, () => handler(signal));
+    }
+  }
+}
+
+/** Resolves when `promise` settles or after `ms`, whichever is first; says which. */
+async function within(ms: number, promise: Promise<unknown>): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) =>
+    timer = setTimeout(() => resolve(false), ms)
+  );
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function main(): Promise<void> {
+  let config: DemoConfig;
+  let port: number;
+  let drain: number;
+  let timeout: number;
+  let grace: number;
+  try {
+    port = integer("PORT", 8000, 0, 65535);
+    drain = integer("DRAIN_MS", 1000, 0, 60_000);
+    timeout = integer("SHUTDOWN_TIMEOUT_MS", 2500, 0, 600_000);
+    grace = integer("SHUTDOWN_GRACE_MS", 500, 0, 600_000);
+    config = {
+      dataDir: process.env.DATA_DIR || "./data",
+      maxUploadBytes: integer("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1, 2 ** 30),
+      workers: process.env.WORKERS ? integer("WORKERS", 1, 1, 64) : undefined,
+      mailAttempts: integer("MAIL_ATTEMPTS", 4, 1, 100),
+      mailRetryDelay: integer("MAIL_RETRY_MS", 500, 0, 600_000),
+    };
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+
+  let demo: Demo;
+  let resumed: { photos: number; orders: number };
+  try {
+    demo = await createDemo(config);
+    resumed = await demo.resume();
+  } catch (error) {
+    console.error(
+      `Cannot start with DATA_DIR ${JSON.stringify(config.dataDir)}:`,
+      error,
+    );
+    process.exit(1);
+  }
+  if (resumed.photos + resumed.orders > 0) {
+    console.log(
+      `resumed ${resumed.photos} photo(s) and ${resumed.orders} email(s) left by the last run`,
+    );
+  }
+  const server = await serve(demo.app.fetch, port);
+  console.log(`listening on http://${HOSTNAME}:${server.port}/`);
+
+  let stopping = false;
+  onSignals(async (signal) => {
+    if (stopping) {
+      console.error(`${signal} again: exiting at once`);
+      process.exit(1);
+    }
+    stopping = true;
+    console.log(`${signal}: shutting down`);
+    const deadline = setTimeout(() => {
+      console.error("shutdown did not finish in time: exiting");
+      process.exit(1);
+    }, drain + timeout + grace + 1000);
+    // Answer new requests 503 and end the event streams; let the requests in
+    // flight finish before closing the listener: Deno 2.9's shutdown() makes
+    // the bodies of requests in flight unreadable (denoland/deno#36809).
+    const started = Date.now();
+    if (!(await within(drain, demo.drain()))) {
+      console.warn(`requests still in flight after ${drain} ms`);
+    }
+    await within(Math.max(0, drain - (Date.now() - started)), server.stop());
+    const report = await demo.close({ timeout, grace });
+    console.log(
+      `shutdown: ${report.completed} task(s) completed, ${report.cancelled} cancelled, ${report.abandoned.length} abandoned`,
+    );
+    clearTimeout(deadline);
+    process.exit(0);
+  });
+}
+
+await main();

@@ -1,0 +1,346 @@
+// POST /orders and GET /orders/:id.
+//
+// An order is validated, stored in SQLite (`node:sqlite`, the same module on
+// Deno and Bun) and answered at once with 201; the confirmation email is sent
+// in the background, with bounded retries. The order row records every try:
+// `email_status` is "pending" until the email is sent ("sent") or every try
+// failed ("failed", with the last error). At the next start, every order
+// whose email was not sent is sent again.
+
+import type { BackgroundTasksEnv } from "@background/tasks/hono";
+import { Hono } from "hono";
+import { DatabaseSync } from "node:sqlite";
+import {
+  hasContentType,
+  jsonError,
+  limitBody,
+  messageOf,
+  show,
+} from "./http.ts";
+import { type MailMessage, type MailTransport, sendWithRetry } from "./mail.ts";
+import type { Spawner } from "./photos.ts";
+import { isUuid } from "./storage.ts";
+
+/** One line of an order. */
+export interface OrderItem {
+  sku: string;
+  quantity: number;
+}
+
+/** Where an order's confirmation email is. */
+export type EmailStatus = "pending" | "sent" | "failed";
+
+/** An order as stored. */
+export interface Order {
+  orderId: string;
+  email: string;
+  items: OrderItem[];
+  createdAt: string;
+  emailStatus: EmailStatus;
+  emailAttempts: number;
+  emailError: string | null;
+}
+
+interface OrderRow {
+  id: string;
+  email: string;
+  items: string;
+  created_at: string;
+  email_status: EmailStatus;
+  email_attempts: number;
+  email_error: string | null;
+}
+
+/** The `orders` table. Every call is one short synchronous statement. */
+export class OrderStore {
+  readonly #db: DatabaseSync;
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    this.#db.exec(`
+      PRAGMA journal_mode = WAL;
+      CREATE TABLE IF NOT EXISTS orders (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        items TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        email_status TEXT NOT NULL DEFAULT 'pending'
+          CHECK (email_status IN ('pending', 'sent', 'failed')),
+        email_attempts INTEGER NOT NULL DEFAULT 0,
+        email_error TEXT
+      );
+    `);
+  }
+
+  insert(id: string, email: string, items: OrderItem[]): Order {
+    const createdAt = new Date().toISOString();
+    this.#db.prepare(
+      "INSERT INTO orders (id, email, items, created_at) VALUES (?, ?, ?, ?)",
+    ).run(id, email, JSON.stringify(items), createdAt);
+    return this.get(id)!;
+  }
+
+  get(id: string): Order | undefined {
+    const row = this.#db.prepare("SELECT * FROM orders WHERE id = ?").get(id);
+    return row === undefined ? undefined : toOrder(row as unknown as OrderRow);
+  }
+
+  /** Orders whose confirmation was not sent: interrupted or failed. */
+  unsent(): Order[] {
+    return this.#db.prepare(
+      "SELECT * FROM orders WHERE email_status != 'sent' ORDER BY created_at",
+    ).all().map((row) => toOrder(row as unknown as OrderRow));
+  }
+
+  /** Records one failed try; the status is left as it is. */
+  recordFailure(id: string, error: string): void {
+    this.#db.prepare(
+      "UPDATE orders SET email_attempts = email_attempts + 1, email_error = ? WHERE id = ?",
+    ).run(error, id);
+  }
+
+  markSent(id: string): void {
+    this.#db.prepare(
+      "UPDATE orders SET email_attempts = email_attempts + 1, email_status = 'sent', email_error = NULL WHERE id = ?",
+    ).run(id);
+  }
+
+  markFailed(id: string): void {
+    this.#db.prepare(
+      "UPDATE orders SET email_status = 'failed' WHERE id = ?",
+    ).run(id);
+  }
+
+  /** Counts for reports. */
+  summary(): {
+    count: number;
+    quantity: number;
+    email: Record<EmailStatus, number>;
+  } {
+    const email: Record<EmailStatus, number> = {
+      pending: 0,
+      sent: 0,
+      failed: 0,
+    };
+    let count = 0;
+    let quantity = 0;
+    for (const row of this.#db.prepare("SELECT * FROM orders").all()) {
+      const order = toOrder(row as unknown as OrderRow);
+      count++;
+      email[order.emailStatus]++;
+      for (const item of order.items) quantity += item.quantity;
+    }
+    return { count, quantity, email };
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+function toOrder(row: OrderRow): Order {
+  return {
+    orderId: row.id,
+    email: row.email,
+    items: JSON.parse(row.items),
+    createdAt: row.created_at,
+    emailStatus: row.email_status,
+    emailAttempts: Number(row.email_attempts),
+    emailError: row.email_error,
+  };
+}
+
+/** What the order routes and the email task need. */
+export interface OrderDeps {
+  orders: OrderStore;
+  transport: MailTransport;
+  /** Tries per email, the first included. */
+  mailAttempts: number;
+  /** The first wait between tries, in ms; it doubles each time. */
+  mailRetryDelay: number;
+}
+
+/** Request bodies are small: 64 KiB is plenty for 100 items. */
+const MAX_ORDER_BYTES = 64 * 1024;
+const MAX_ITEMS = 100;
+const EMAIL = /^[^\s@"<>,;]+@[^\s@"<>,;]+\.[^\s@"<>,;]+$/;
+const SKU = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * Checks an order body: `{ email, items: [{ sku, quantity }] }`. Returns the
+ * clean order, or a message naming the first bad field.
+ */
+export function validateOrder(
+  body: unknown,
+): { email: string; items: OrderItem[] } | { error: string } {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return { error: "The body must be a JSON object with 'email' and 'items'" };
+  }
+  const { email, items } = body as Record<string, unknown>;
+  if (typeof email !== "string" || email.length > 254 || !EMAIL.test(email)) {
+    return {
+      error: `'email' must be an email address, received ${
+        JSON.stringify(email) ?? "nothing"
+      }`,
+    };
+  }
+  if (!Array.isArray(items) || items.length === 0) {
+    return { error: "'items' must be a non-empty array of { sku, quantity }" };
+  }
+  if (items.length > MAX_ITEMS) {
+    return {
+      error:
+        `'items' may hold at most ${MAX_ITEMS} lines, received ${items.length}`,
+    };
+  }
+  const clean: OrderItem[] = [];
+  for (const [i, item] of items.entries()) {
+    if (typeof item !== "object" || item === null) {
+      return { error: `'items[${i}]' must be an object { sku, quantity }` };
+    }
+    const { sku, quantity } = item as Record<string, unknown>;
+    if (typeof sku !== "string" || !SKU.test(sku)) {
+      return {
+        error:
+          `'items[${i}].sku' must be 1 to 64 letters, digits, '.', '_' or '-', received ${
+            JSON.stringify(sku) ?? "nothing"
+          }`,
+      };
+    }
+    if (
+      typeof quantity !== "number" || !Number.isInteger(quantity) ||
+      quantity < 1 || quantity > 10_000
+    ) {
+      return {
+        error:
+          `'items[${i}].quantity' must be an integer from 1 to 10000, received ${
+            JSON.stringify(quantity) ?? "nothing"
+          }`,
+      };
+    }
+    clean.push({ sku, quantity });
+  }
+  return { email, items: clean };
+}
+
+/** The routes under `/orders`. */
+export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
+  const app = new Hono<BackgroundTasksEnv>();
+
+  app.post("/", limitBody(MAX_ORDER_BYTES), async (c) => {
+    if (!hasContentType(c, "application/json")) {
+      return jsonError(
+        c,
+        415,
+        `POST /orders takes application/json, received Content-Type ${
+          show(c.req.header("content-type") ?? "(none)")
+        }`,
+      );
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(await c.req.text());
+    } catch (error) {
+      return jsonError(
+        c,
+        400,
+        `The body is not valid JSON: ${messageOf(error)}`,
+      );
+    }
+    const checked = validateOrder(body);
+    if ("error" in checked) return jsonError(c, 400, checked.error);
+    const order = deps.orders.insert(
+      crypto.randomUUID(),
+      checked.email,
+      checked.items,
+    );
+    try {
+      sendConfirmation(c.var.tasks, deps, order);
+    } catch (error) {
+      // Shutting down: the row says "pending", so it is sent at the next start.
+      console.warn(
+        `order ${order.orderId}: confirmation deferred to the next start: ${
+          messageOf(error)
+        }`,
+      );
+    }
+    c.header("Location", `/orders/${order.orderId}`);
+    return c.json({ orderId: order.orderId }, 201);
+  });
+
+  app.get("/:id", (c) => {
+    const id = c.req.param("id");
+    const order = isUuid(id) ? deps.orders.get(id) : undefined;
+    if (order === undefined) {
+      return jsonError(c, 404, `There is no order with id ${show(id)}`);
+    }
+    return c.json(order);
+  });
+
+  return app;
+}
+
+/**
+ * Sends an order's confirmation in a background task. Every failed try is
+ * logged and recorded in the row; when the last try fails the row says
+ * "failed" and the task rejects (so the manager's `onError` reports it too).
+ * A cancelled send (shutdown) leaves the row as it was, to be sent again at
+ * the next start.
+ *
+ * @throws {Error} The task manager is shut down.
+ */
+export function sendConfirmation(
+  spawner: Pick<Spawner, "run">,
+  deps: OrderDeps,
+  order: Order,
+): void {
+  spawner.run(`send confirmation ${order.orderId}`, async ({ signal }) => {
+    const message = confirmation(order);
+    try {
+      await sendWithRetry(deps.transport, message, {
+        signal,
+        attempts: deps.mailAttempts,
+        baseDelay: deps.mailRetryDelay,
+        onFailure: (attempt, error) => {
+          console.warn(
+            `order ${order.orderId}: email try ${attempt} of ${deps.mailAttempts} failed: ${
+              messageOf(error)
+            }`,
+          );
+          deps.orders.recordFailure(order.orderId, messageOf(error));
+        },
+      });
+    } catch (error) {
+      if (!signal.aborted) deps.orders.markFailed(order.orderId);
+      throw error;
+    }
+    deps.orders.markSent(order.orderId);
+  });
+}
+
+/** Sends again every confirmation that was not sent; returns how many. */
+export function resumeOrders(
+  spawner: Pick<Spawner, "run">,
+  deps: OrderDeps,
+): number {
+  const unsent = deps.orders.unsent();
+  for (const order of unsent) sendConfirmation(spawner, deps, order);
+  return unsent.length;
+}
+
+function confirmation(order: Order): MailMessage {
+  const lines = order.items.map((item) => `  ${item.quantity} x ${item.sku}`);
+  return {
+    id: order.orderId,
+    from: "shop@demo.invalid",
+    to: order.email,
+    subject: `Your order ${order.orderId}`,
+    text: [
+      "Thank you for your order.",
+      "",
+      ...lines,
+      "",
+      `Order ${order.orderId}, placed ${order.createdAt}.`,
+    ].join("\n"),
+  };
+}

@@ -1,0 +1,198 @@
+// Files on disk, written so that a crash never leaves half a file: every
+// write goes to a temporary name in the same folder, is flushed, then renamed
+// over the final name (a rename within one file system is atomic).
+//
+// DATA_DIR/
+//   photos/<uuid>/original.jpg|png, meta.json, 150.jpg, 300.jpg, 600.jpg
+//   photos/.incoming-<uuid>/        an upload being committed (renamed whole)
+//   outbox/<order uuid>.eml         confirmation emails (the default transport)
+//   orders.db                       SQLite
+
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+
+/** The only id format the server makes and accepts: `crypto.randomUUID()`. */
+const UUID =
+  /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** Whether `id` is a lowercase version 4 UUID, the only ids used as file names. */
+export function isUuid(id: string): boolean {
+  return UUID.test(id);
+}
+
+/** The widths of the thumbnails made for every photo, in pixels. */
+export const THUMBNAIL_WIDTHS = [150, 300, 600] as const;
+
+/** One of {@linkcode THUMBNAIL_WIDTHS}. */
+export type ThumbnailWidth = typeof THUMBNAIL_WIDTHS[number];
+
+/** The image formats accepted for upload; thumbnails keep the original's format. */
+export type ImageType = "jpeg" | "png";
+
+/** Where a photo is in its life. */
+export type PhotoStatus = "processing" | "ready" | "failed";
+
+/** What `meta.json` holds for each photo. */
+export interface PhotoMeta {
+  id: string;
+  status: PhotoStatus;
+  type: ImageType;
+  width: number;
+  height: number;
+  createdAt: string;
+  error?: string;
+}
+
+const EXTENSIONS: Record<ImageType, string> = { jpeg: "jpg", png: "png" };
+
+/** The MIME type of each accepted image format. */
+export const CONTENT_TYPES: Record<ImageType, string> = {
+  jpeg: "image/jpeg",
+  png: "image/png",
+};
+
+/**
+ * Writes `data` to `path` atomically: to a temporary sibling first, flushed
+ * to disk, then renamed over `path`. Readers see the old file or the new one,
+ * never a part of it. The temporary file is removed if anything fails.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string,
+): Promise<void> {
+  const temporary = `${path}.tmp-${crypto.randomUUID()}`;
+  const file = await open(temporary, "wx");
+  try {
+    try {
+      await file.writeFile(data);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+/** The photo files under `DATA_DIR/photos`. Ids must pass {@linkcode isUuid}. */
+export class PhotoStore {
+  readonly root: string;
+
+  constructor(dataDir: string) {
+    this.root = join(dataDir, "photos");
+  }
+
+  /** Creates the folder, and removes what an interrupted upload or write left. */
+  async init(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    for (const entry of await readdir(this.root, { withFileTypes: true })) {
+      if (entry.name.startsWith(".incoming-")) {
+        await rm(join(this.root, entry.name), { recursive: true, force: true });
+      } else if (entry.isDirectory() && isUuid(entry.name)) {
+        for (const file of await readdir(join(this.root, entry.name))) {
+          if (file.includes(".tmp-")) {
+            await rm(join(this.root, entry.name, file), { force: true });
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Stores a new photo as one unit: the original and its `meta.json` are
+   * written to a hidden folder that is then renamed to the photo's id, so a
+   * photo folder is either complete or absent.
+   */
+  async create(meta: PhotoMeta, original: Uint8Array): Promise<void> {
+    const incoming = join(this.root, `.incoming-${meta.id}`);
+    await mkdir(incoming);
+    try {
+      await writeFileAtomic(
+        join(incoming, `original.${EXTENSIONS[meta.type]}`),
+        original,
+      );
+      await writeFileAtomic(join(incoming, "meta.json"), JSON.stringify(meta));
+      await rename(incoming, this.#dir(meta.id));
+    } catch (error) {
+      await rm(incoming, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** The photo's metadata, or `undefined` if there is no such photo. */
+  async meta(id: string): Promise<PhotoMeta | undefined> {
+    try {
+      return JSON.parse(
+        await readFile(join(this.#dir(id), "meta.json"), "utf8"),
+      ) as PhotoMeta;
+    } catch (error) {
+      if ((error as { code?: string }).code === "ENOENT") return undefined;
+      throw error;
+    }
+  }
+
+  /** Replaces the photo's metadata atomically. */
+  async saveMeta(meta: PhotoMeta): Promise<void> {
+    await writeFileAtomic(
+      join(this.#dir(meta.id), "meta.json"),
+      JSON.stringify(meta),
+    );
+  }
+
+  /** Every stored photo's metadata. */
+  async list(): Promise<PhotoMeta[]> {
+    const photos: PhotoMeta[] = [];
+    for (const name of await readdir(this.root)) {
+      if (!isUuid(name)) continue;
+      const meta = await this.meta(name);
+      if (meta !== undefined) photos.push(meta);
+    }
+    return photos;
+  }
+
+  /** The original upload's bytes. */
+  async original(meta: PhotoMeta): Promise<Uint8Array> {
+    return await readFile(
+      join(this.#dir(meta.id), `original.${EXTENSIONS[meta.type]}`),
+    );
+  }
+
+  /** Stores one thumbnail atomically. */
+  async saveThumbnail(
+    meta: PhotoMeta,
+    width: ThumbnailWidth,
+    bytes: Uint8Array,
+  ): Promise<void> {
+    await writeFileAtomic(this.#thumbnail(meta, width), bytes);
+  }
+
+  /** One thumbnail's bytes, or `undefined` if it is not there (yet). */
+  async thumbnail(
+    meta: PhotoMeta,
+    width: ThumbnailWidth,
+  ): Promise<Uint8Array<ArrayBuffer> | undefined> {
+    try {
+      return await readFile(this.#thumbnail(meta, width));
+    } catch (error) {
+      if ((error as { code?: string }).code === "ENOENT") return undefined;
+      throw error;
+    }
+  }
+
+  #thumbnail(meta: PhotoMeta, width: ThumbnailWidth): string {
+    return join(this.#dir(meta.id), `${width}.${EXTENSIONS[meta.type]}`);
+  }
+
+  // The only place a path is made from an id: anything but a UUID is refused,
+  // so no id can name a path outside the folder.
+  #dir(id: string): string {
+    if (!isUuid(id)) {
+      throw new TypeError(
+        `'id' must be a UUID, received ${JSON.stringify(id)}`,
+      );
+    }
+    return join(this.root, id);
+  }
+}
