@@ -30,6 +30,11 @@ export interface TaskManagerOptions {
    * How many tasks may run at once; the rest wait in a FIFO queue. A positive
    * integer or `Infinity`.
    *
+   * On Cloudflare Workers, do not set it on a manager shared by requests: a
+   * queued task started when another request's task settles runs in that
+   * request's I/O context and is lost when it ends. Limit per request with
+   * `group({ concurrency })` instead.
+   *
    * @default {Infinity}
    */
   concurrency?: number;
