@@ -311,12 +311,17 @@ export class Scheduler {
       return this.#settle(task, false, undefined);
     }
     let result: unknown;
+    let promise: PromiseLike<unknown> | undefined;
     try {
       result = task.fn!(task);
+      if (isThenable(result)) {
+        // A foreign thenable may throw, or call back twice: Promise.resolve tames it.
+        promise = result instanceof Promise ? result : Promise.resolve(result);
+      }
     } catch (error) {
       return this.#settle(task, false, error);
     }
-    if (isThenable(result)) this.#follow(task, result);
+    if (promise !== undefined) this.#follow(task, promise);
     else this.#settle(task, true, result);
   }
 
@@ -387,8 +392,10 @@ export class Scheduler {
     }
     task.status = status;
     task.fn = undefined;
-    if (wasRunning) this.running--;
-    else this.pending--;
+    if (wasRunning) {
+      this.running--;
+      if (task.group !== undefined) task.group.running--;
+    } else this.pending--;
     if (status === "cancelled") this.cancelled++;
     else this.completed++;
     this.tasks.delete(task.id);
@@ -404,7 +411,7 @@ export class Scheduler {
       this.#report(task.result, task);
     }
     extra?.done?.();
-    task.group?.settled(task, wasRunning);
+    task.group?.settled(task);
     if (wasRunning) this.pump();
     if (this.running === 0 && this.pending === 0) {
       for (const wake of this.#idleWaiters) wake();
@@ -484,8 +491,11 @@ export class GroupCore {
   /** Every task added, in add order. */
   readonly tasks: TaskRecord[] = [];
   running = 0;
-  /** `awaitAll` was called: failures go there instead of to `onError`. */
-  awaited = false;
+  /** How many awaitAll() calls wait: while one does, failures go there instead of to `onError`. */
+  #awaiting = 0;
+  get awaited(): boolean {
+    return this.#awaiting > 0;
+  }
   cancelRequested = false;
   reason: unknown = undefined;
   readonly #limit: number;
@@ -515,6 +525,7 @@ export class GroupCore {
 
   /** Counts a new task; the group's signal is watched only while one is unsettled. */
   accept(task: TaskRecord): void {
+    this.#noticeAbort();
     this.tasks.push(task);
     if (this.#unsettled++ === 0) this.#signal?.addEventListener("abort", this);
   }
@@ -530,8 +541,7 @@ export class GroupCore {
     }
   }
 
-  settled(task: TaskRecord, wasRunning: boolean): void {
-    if (wasRunning) this.running--;
+  settled(task: TaskRecord): void {
     if (task.extra?.admitted) this.#admitted--;
     if (--this.#unsettled === 0) {
       this.#signal?.removeEventListener("abort", this);
@@ -568,7 +578,16 @@ export class GroupCore {
     this.cancel(this.#signal!.reason);
   }
 
+  /** The signal is watched only while a task is unsettled: catch up on an abort missed meanwhile. */
+  #noticeAbort(): void {
+    if (!this.cancelRequested && this.#signal?.aborted) {
+      this.cancelRequested = true;
+      this.reason = this.#signal.reason;
+    }
+  }
+
   cancel(reason: unknown): number {
+    this.#noticeAbort();
     if (!this.cancelRequested) {
       this.cancelRequested = true;
       this.reason = reason === undefined
@@ -582,9 +601,17 @@ export class GroupCore {
     return cancelled;
   }
 
-  whenSettled(): Promise<void> {
-    if (this.#unsettled === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+  /** Resolves with the results once nothing is unsettled, even if tasks were added meanwhile. */
+  async settledResults(): Promise<TaskResult<unknown>[]> {
+    this.#awaiting++;
+    try {
+      while (this.#unsettled > 0) {
+        await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      }
+      return this.results();
+    } finally {
+      this.#awaiting--;
+    }
   }
 
   results(): TaskResult<unknown>[] {

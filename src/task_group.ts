@@ -175,8 +175,7 @@ export class TaskGroup implements AsyncDisposable {
    */
   awaitAll(): Promise<TaskResult<unknown>[]> {
     const core = this.#core;
-    core.awaited = true;
-    return core.whenSettled().then(() => core.results());
+    return core.settledResults();
   }
 
   /**
