@@ -457,7 +457,7 @@ export class Scheduler {
         resolve(true);
       };
       this.#idleWaiters.add(wake);
-      signal?.addEventListener("abort", onAbort);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
