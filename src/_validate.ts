@@ -128,3 +128,36 @@ export function checkConcurrency(where: string, value: unknown): void {
     );
   }
 }
+
+/**
+ * Checks the arguments of `run`, `runWithResult` and `TaskGroup.add`. It is
+ * on the path of every task, so the error message is built only on failure.
+ */
+export function checkTask(
+  verb: string,
+  name: unknown,
+  fn: unknown,
+  options: unknown,
+): void {
+  if (typeof name !== "string" || name === "") {
+    checkName(`Cannot ${verb} task`, name);
+  }
+  const where = () => `Cannot ${verb} task ${JSON.stringify(name)}`;
+  if (typeof fn !== "function") checkFunction(where(), "fn", fn);
+  if (options === undefined) return;
+  if (options === null || typeof options !== "object") {
+    checkOptions(where(), options);
+  }
+  const { signal, timeout, waitUntil } = options as Record<string, unknown>;
+  if (
+    (signal !== undefined && !(signal instanceof AbortSignal)) ||
+    (timeout !== undefined &&
+      !(typeof timeout === "number" && timeout > 0 &&
+        timeout <= MAX_TIMEOUT)) ||
+    (waitUntil !== undefined && typeof waitUntil !== "function")
+  ) {
+    checkSignal(where(), "signal", signal);
+    checkTimeout(where(), "timeout", timeout);
+    checkFunction(where(), "waitUntil", waitUntil);
+  }
+}

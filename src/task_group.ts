@@ -2,13 +2,12 @@ import { GroupCore, type TaskResult } from "./_scheduler.ts";
 import {
   checkBoolean,
   checkConcurrency,
-  checkFunction,
-  checkName,
   checkOptions,
   checkSignal,
+  checkTask,
   show,
 } from "./_validate.ts";
-import { checkRunOptions, schedulers, TaskManager } from "./task_manager.ts";
+import { schedulers, TaskManager } from "./task_manager.ts";
 import type { RunOptions, Task, TaskFunction } from "./types.ts";
 
 export type { TaskResult };
@@ -137,14 +136,11 @@ export class TaskGroup implements AsyncDisposable {
    * ```
    */
   add<T>(name: string, fn: TaskFunction<T>, options?: RunOptions): Task<T> {
-    const where = "Cannot add task";
-    checkName(where, name);
-    checkFunction(`${where} ${JSON.stringify(name)}`, "fn", fn);
-    checkRunOptions(`${where} ${JSON.stringify(name)}`, options);
+    checkTask("add", name, fn, options);
     const scheduler = this.#core.scheduler;
     if (scheduler.closed) {
       throw new Error(
-        `${where} ${
+        `Cannot add task ${
           JSON.stringify(name)
         }: the group's TaskManager is shut down`,
       );

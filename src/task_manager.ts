@@ -8,9 +8,9 @@ import {
   checkBound,
   checkConcurrency,
   checkFunction,
-  checkName,
   checkOptions,
   checkSignal,
+  checkTask,
   checkTimeout,
   show,
 } from "./_validate.ts";
@@ -410,7 +410,10 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
         `Cannot cancel task: 'id' must be a string, received ${show(id)}`,
       );
     }
-    const task = this.#scheduler.tasks.get(id);
+    const key = Number(id);
+    const task = String(key) === id
+      ? this.#scheduler.tasks.get(key)
+      : undefined;
     return task === undefined ? false : this.#scheduler.cancel(task, reason);
   }
 
@@ -696,31 +699,20 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
   }
 
   #check(
-    method: string,
+    verb: string,
     name: unknown,
     fn: unknown,
     options: RunOptions | undefined,
   ): void {
-    const where = `Cannot ${method} task`;
-    checkName(where, name);
-    checkFunction(`${where} ${JSON.stringify(name)}`, "fn", fn);
-    checkRunOptions(`${where} ${JSON.stringify(name)}`, options);
+    checkTask(verb, name, fn, options);
     if (this.#scheduler.closed) {
       throw new Error(
-        `${where} ${JSON.stringify(name)}: the TaskManager is shut down`,
+        `Cannot ${verb} task ${
+          JSON.stringify(name)
+        }: the TaskManager is shut down`,
       );
     }
   }
-}
-
-/** Checks the options of `run`, `runWithResult` and `TaskGroup.add`. */
-export function checkRunOptions(where: string, options: unknown): void {
-  checkOptions(where, options);
-  if (options === undefined) return;
-  const { signal, timeout, waitUntil } = options as RunOptions;
-  checkSignal(where, "signal", signal);
-  checkTimeout(where, "timeout", timeout);
-  if (waitUntil !== undefined) checkFunction(where, "waitUntil", waitUntil);
 }
 
 function listenerKey(
