@@ -23,7 +23,13 @@ delete env.FORCE_COLOR;
 const steps = [
   ["format", bin("deno"), ["fmt", "--check"]],
   ["lint", bin("deno"), ["lint"]],
-  ["doc lint", bin("deno"), ["doc", "--lint", "mod.ts", "src/worker.ts"]],
+  ["doc lint", bin("deno"), [
+    "doc",
+    "--lint",
+    "mod.ts",
+    "src/worker.ts",
+    "src/durable.ts",
+  ]],
   ["type check", bin("deno"), [
     "check",
     "mod.ts",

@@ -1,0 +1,156 @@
+// Helpers shared by DurableQueue and its backends: the JSON check of
+// payloads, the checks of delays and attempts, the retry delay, and how an
+// error is kept in a dead letter.
+
+import { show } from "./_validate.ts";
+
+/** The longest delay a task may be enqueued with: 30 days, Deno KV's limit. */
+export const MAX_DELAY = 30 * 24 * 60 * 60 * 1000;
+
+/** Deno KV's `backoffSchedule`: at most 5 intervals of at most one hour. */
+export const MAX_KV_INTERVAL = 60 * 60 * 1000;
+
+/**
+ * The delay before retry `attempt + 1`, after attempt `attempt` failed:
+ * `backoff`, then twice that, four times, and so on, up to 30 days.
+ */
+export function retryDelay(backoff: number, attempt: number): number {
+  return Math.min(backoff * 2 ** (attempt - 1), MAX_DELAY);
+}
+
+/** What a dead letter keeps of an error: its message, or the value as text. */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  if (typeof error === "string") return error;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    return String(error);
+  }
+}
+
+/** The error a dead letter records when no attempt ever reported back. */
+export function interrupted(attempts: number): string {
+  return `The task was interrupted ${attempts} time(s) (its process died, ` +
+    `or stopped before the task finished) and has no attempts left`;
+}
+
+/** Milliseconds: 0 up to `max`. */
+export function checkMilliseconds(
+  where: string,
+  argument: string,
+  value: unknown,
+  max: number,
+): void {
+  if (value === undefined) return;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${where}: '${argument}' must be a number of milliseconds, received ${
+        show(value)
+      }`,
+    );
+  }
+  if (!(value >= 0 && value <= max)) {
+    throw new RangeError(
+      `${where}: '${argument}' must be 0 or a positive number of milliseconds up to ${max}, received ${value}`,
+    );
+  }
+}
+
+/** A positive safe integer: `attempts`, `concurrency`, `limit`. */
+export function checkCount(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (value === undefined) return;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${where}: '${argument}' must be a positive integer, received ${
+        show(value)
+      }`,
+    );
+  }
+  if (!(Number.isSafeInteger(value) && value > 0)) {
+    throw new RangeError(
+      `${where}: '${argument}' must be a positive integer, received ${value}`,
+    );
+  }
+}
+
+/**
+ * Returns the copy of `payload` that a backend stores: what
+ * `JSON.parse(JSON.stringify(payload))` gives. Throws a `TypeError` that
+ * names the first part that JSON would lose or reject: `undefined` at the top
+ * or in an array, a function, a symbol, a bigint, `NaN` or `Infinity`, an
+ * instance of a class (`Date`, `Map`, ...), or a cycle. An object property
+ * whose value is `undefined` is left out, as JSON does.
+ */
+export function jsonCopy(where: string, payload: unknown): unknown {
+  const problem = findProblem(payload, "payload", []);
+  if (problem !== undefined) {
+    throw new TypeError(
+      `${where}: 'payload' must be JSON (null, booleans, finite numbers, ` +
+        `strings, arrays and plain objects), but ${problem}`,
+    );
+  }
+  return JSON.parse(JSON.stringify(payload));
+}
+
+function findProblem(
+  value: unknown,
+  path: string,
+  ancestors: object[],
+): string | undefined {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined;
+    case "number":
+      return Number.isFinite(value) ? undefined : `${path} is ${value}`;
+    case "undefined":
+      return `${path} is undefined`;
+    case "function":
+      return `${path} is a function`;
+    case "symbol":
+      return `${path} is a symbol`;
+    case "bigint":
+      return `${path} is a bigint (${value}n)`;
+  }
+  if (value === null) return undefined;
+  const object = value as object;
+  const seen = ancestors.indexOf(object);
+  if (seen !== -1) {
+    return `${path} refers back to one of the objects that contain it (a cycle)`;
+  }
+  ancestors.push(object);
+  try {
+    if (Array.isArray(object)) {
+      for (let i = 0; i < object.length; i++) {
+        const problem = findProblem(object[i], `${path}[${i}]`, ancestors);
+        if (problem !== undefined) return problem;
+      }
+      return undefined;
+    }
+    const prototype = Object.getPrototypeOf(object);
+    if (prototype !== Object.prototype && prototype !== null) {
+      const hint = object instanceof Date ? " (pass date.toISOString())" : "";
+      return `${path} is ${show(object)}${hint}`;
+    }
+    for (const key of Object.keys(object)) {
+      const item = (object as Record<string, unknown>)[key];
+      if (item === undefined) continue;
+      const problem = findProblem(item, `${path}${property(key)}`, ancestors);
+      if (problem !== undefined) return problem;
+    }
+    return undefined;
+  } finally {
+    ancestors.pop();
+  }
+}
+
+function property(key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key)
+    ? `.${key}`
+    : `[${JSON.stringify(key)}]`;
+}

@@ -1,0 +1,337 @@
+// DenoKvBackend on a real Deno KV (a SQLite file in a temporary folder), in
+// this process and across consumer processes (fixtures/durable/worker.ts).
+// Deno only: under Bun and Node, and under Deno without --unstable-kv, every
+// test is reported as skipped, with the reason printed once.
+
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test as nodeTest } from "node:test";
+import { TaskManager } from "../mod.ts";
+import type { TaskEvent } from "../mod.ts";
+import { DenoKvBackend, DurableQueue } from "../src/durable.ts";
+import type { KvDatabase } from "../src/durable.ts";
+import { Child, within } from "./fixtures/durable/_process.ts";
+import { gate, test } from "./_harness.ts";
+
+type Deno = {
+  openKv?: (path: string) => Promise<KvDatabase>;
+  test(definition: { name: string; ignore: boolean; fn(): void }): void;
+};
+const deno = (globalThis as { Deno?: Deno }).Deno;
+const SKIP = deno === undefined
+  ? "Deno KV exists only on Deno: Bun and Node have no Deno.openKv"
+  : typeof deno.openKv !== "function"
+  ? `Deno.openKv needs --unstable-kv (or "unstable": ["kv"] in deno.json)`
+  : undefined;
+if (SKIP !== undefined) console.log(`durable_kv_test.ts: skipping: ${SKIP}`);
+
+/** A test that needs Deno KV. */
+function kvTest(name: string, fn: (file: string) => Promise<void>): void {
+  if (SKIP === undefined) {
+    test(name, async () => {
+      const folder = await mkdtemp(join(tmpdir(), "durable-kv-"));
+      try {
+        await fn(join(folder, "tasks.sqlite"));
+      } finally {
+        await rm(folder, { recursive: true, force: true });
+      }
+    });
+  } else if (deno !== undefined) {
+    deno.test({ name, ignore: true, fn() {} });
+  } else {
+    nodeTest(name, { skip: SKIP }, () => {});
+  }
+}
+
+/**
+ * Deno KV hands a message whose process died to another process only once
+ * its lease ran out: 5 s after the dead process last renewed it. This is
+ * Deno KV's constant, not ours; the tests wait it out with a margin.
+ */
+const KV_LEASE = 5_000 + 700;
+
+const WORKER = "./worker.ts";
+
+/** Resolves with the next `count` settle events of `tasks`. */
+function settles(tasks: TaskManager, count: number): Promise<TaskEvent[]> {
+  const events: TaskEvent[] = [];
+  const all = new Promise<TaskEvent[]>((resolve) => {
+    const listener = (event: TaskEvent) => {
+      events.push(event);
+      if (events.length === count) {
+        tasks.removeEventListener("settle", listener);
+        resolve(events);
+      }
+    };
+    tasks.addEventListener("settle", listener);
+  });
+  return within(all, 10_000, () => `${events.length} of ${count} settled`);
+}
+
+/** Enqueues one task into the file from this process, and closes it again. */
+async function enqueue(
+  file: string,
+  name: string,
+  payload: unknown,
+): Promise<string> {
+  const queue = new DurableQueue(await DenoKvBackend.open(file), {
+    backoff: 50,
+  });
+  queue.define(name, () => {});
+  try {
+    return await queue.enqueue(name, payload);
+  } finally {
+    await queue.close();
+  }
+}
+
+/** The keys left under the backend's prefix (state records, dead letters). */
+async function keys(file: string): Promise<string[]> {
+  const kv = await deno!.openKv!(file);
+  try {
+    const found: string[] = [];
+    for await (
+      const entry of kv.list({ prefix: ["@background/tasks/durable"] })
+    ) {
+      found.push(String(entry.key[1]));
+    }
+    return found;
+  } finally {
+    kv.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+kvTest(
+  "DenoKvBackend runs a task through the manager, then forgets it",
+  async (file) => {
+    const queue = new DurableQueue(await DenoKvBackend.open(file));
+    const seen: unknown[] = [];
+    queue.define("send-confirmation", (payload, { attempt }) => {
+      seen.push({ payload, attempt });
+    });
+    const tasks = new TaskManager();
+    const settled = settles(tasks, 1);
+    queue.consume(tasks);
+    await queue.enqueue("send-confirmation", { order: "A-1" });
+    const [event] = await settled;
+    assert.equal(event.task.name, "send-confirmation");
+    assert.equal(event.task.status, "fulfilled");
+    await tasks.shutdown();
+    await queue.close();
+    assert.deepEqual(seen, [{ payload: { order: "A-1" }, attempt: 1 }]);
+    assert.deepEqual(await keys(file), []);
+  },
+);
+
+kvTest(
+  "DenoKvBackend retries a failing task, then keeps it as a dead letter",
+  async (file) => {
+    const queue = new DurableQueue(await DenoKvBackend.open(file), {
+      attempts: 3,
+      backoff: 20,
+    });
+    queue.define("charge", (_payload, { attempt }) => {
+      throw new Error(`declined ${attempt}`);
+    });
+    const tasks = new TaskManager({ onError: () => {} });
+    const settled = settles(tasks, 3);
+    queue.consume(tasks);
+    const id = await queue.enqueue("charge", { order: "A-1" });
+    const events = await settled;
+    assert.deepEqual(events.map((e) => e.task.status), [
+      "rejected",
+      "rejected",
+      "rejected",
+    ]);
+    await tasks.shutdown();
+    await queue.close();
+    const reader = new DurableQueue(await DenoKvBackend.open(file));
+    try {
+      const letters = await reader.deadLetters();
+      assert.equal(letters.length, 1);
+      assert.equal(letters[0].id, id);
+      assert.equal(letters[0].name, "charge");
+      assert.deepEqual(letters[0].payload, { order: "A-1" });
+      assert.equal(letters[0].attempts, 3);
+      assert.equal(letters[0].error, "declined 3");
+    } finally {
+      await reader.close();
+    }
+    assert.deepEqual(await keys(file), ["dead"]);
+  },
+);
+
+kvTest(
+  "DenoKvBackend delivers a delayed task not before its delay",
+  async (file) => {
+    const queue = new DurableQueue(await DenoKvBackend.open(file));
+    let ranAt = 0;
+    queue.define("later", () => {
+      ranAt = Date.now();
+    });
+    const tasks = new TaskManager();
+    const settled = settles(tasks, 1);
+    queue.consume(tasks);
+    const before = Date.now();
+    await queue.enqueue("later", null, { delay: 300 });
+    await settled;
+    // Deno KV stores due times in whole milliseconds.
+    assert.ok(ranAt - before >= 299, `ran after ${ranAt - before} ms`);
+    await tasks.shutdown();
+    await queue.close();
+  },
+);
+
+kvTest(
+  "DenoKvBackend hands the manager at most `concurrency` tasks at once",
+  async (file) => {
+    const queue = new DurableQueue(await DenoKvBackend.open(file));
+    const hold = gate();
+    let running = 0;
+    let most = 0;
+    queue.define("t", async () => {
+      most = Math.max(most, ++running);
+      await hold.promise;
+      running--;
+    });
+    const tasks = new TaskManager();
+    const two = new Promise<void>((resolve) => {
+      let starts = 0;
+      tasks.addEventListener("start", () => {
+        if (++starts === 2) resolve();
+      });
+    });
+    const settled = settles(tasks, 4);
+    for (let i = 0; i < 4; i++) await queue.enqueue("t", i);
+    queue.consume(tasks, { concurrency: 2 });
+    await within(two, 10_000, () => "two tasks did not start");
+    assert.equal(tasks.activeCount + tasks.pendingCount, 2);
+    hold.resolve();
+    await settled;
+    assert.equal(most, 2);
+    await tasks.shutdown();
+    await queue.close();
+  },
+);
+
+kvTest(
+  "DenoKvBackend: what a closing queue holds is handed back to the next consumer, attempts not counted",
+  async (file) => {
+    const first = new DurableQueue(await DenoKvBackend.open(file));
+    first.define(
+      "sync",
+      (_payload, { signal }) =>
+        new Promise<void>((_, reject) =>
+          signal.addEventListener("abort", () => reject(signal.reason))
+        ),
+    );
+    const a = new TaskManager();
+    const started = new Promise((resolve) =>
+      a.addEventListener("start", resolve, { once: true })
+    );
+    const ids = [
+      await first.enqueue("sync", 1),
+      await first.enqueue("sync", 2),
+    ];
+    first.consume(a, { concurrency: 1 });
+    await started;
+    assert.deepEqual(await a.shutdown({ timeout: 0 }), {
+      completed: 0,
+      cancelled: 1,
+      abandoned: [],
+    });
+    await first.close();
+
+    const second = new DurableQueue(await DenoKvBackend.open(file));
+    const seen: [string, number][] = [];
+    second.define("sync", (_payload, { id, attempt }) => {
+      seen.push([id, attempt]);
+    });
+    const b = new TaskManager();
+    const settled = settles(b, 2);
+    second.consume(b, { concurrency: 2 });
+    await settled;
+    await b.shutdown();
+    await second.close();
+    assert.deepEqual(seen.sort(), ids.map((id) => [id, 1]).sort());
+    assert.deepEqual(await keys(file), []);
+  },
+);
+
+kvTest(
+  "DenoKvBackend: a consumer process runs a task that this process enqueues",
+  async (file) => {
+    const worker = new Child(WORKER, ["kv", file, '{"pollInterval":100}']);
+    try {
+      await worker.waitFor({ event: "ready" });
+      const id = await enqueue(file, "record", { n: 1 });
+      const done = await worker.waitFor({ event: "done", id });
+      assert.deepEqual(done.payload, { n: 1 });
+      assert.equal(done.attempt, 1);
+      worker.kill("SIGTERM");
+      await worker.waitFor({ event: "closed" });
+    } finally {
+      await worker.stop();
+    }
+    assert.deepEqual(await keys(file), []);
+  },
+);
+
+kvTest(
+  "DenoKvBackend: a task whose process was killed runs again in the next one, as attempt 2",
+  async (file) => {
+    const id = await enqueue(file, "hang", {});
+    const first = new Child(WORKER, ["kv", file, '{"hang":true}']);
+    let second: Child | undefined;
+    try {
+      await first.waitFor({ event: "start", id, attempt: 1 });
+      first.kill("SIGKILL");
+      await first.exit();
+      await sleep(KV_LEASE);
+      second = new Child(WORKER, ["kv", file, "{}"]);
+      await second.waitFor({ event: "done", id, attempt: 2 });
+    } finally {
+      await first.stop();
+      await second?.stop();
+    }
+  },
+);
+
+kvTest(
+  "DenoKvBackend: a process that shuts down hands its running task back, its attempt not counted",
+  async (file) => {
+    const id = await enqueue(file, "hang", {});
+    const first = new Child(WORKER, ["kv", file, '{"hang":true}']);
+    let second: Child | undefined;
+    try {
+      await first.waitFor({ event: "start", id, attempt: 1 });
+      first.kill("SIGTERM");
+      await first.waitFor({ event: "cancelled", id });
+      assert.equal((await first.waitFor({ event: "closed" })).cancelled, 1);
+      await first.exit();
+      second = new Child(WORKER, ["kv", file, "{}"]);
+      await second.waitFor({ event: "done", id, attempt: 1 });
+    } finally {
+      await first.stop();
+      await second?.stop();
+    }
+  },
+);
+
+kvTest("DenoKvBackend.open() refuses a bad path and options", async () => {
+  await assert.rejects(DenoKvBackend.open(7 as unknown as string), {
+    name: "TypeError",
+    message: "Cannot open DenoKvBackend: 'path' must be a string, received 7",
+  });
+  await assert.rejects(DenoKvBackend.open(undefined, { pollInterval: 0 }), {
+    name: "RangeError",
+    message:
+      "Cannot open DenoKvBackend: 'pollInterval' must be a positive number of milliseconds up to 2147483647, or Infinity, received 0",
+  });
+});

@@ -1,0 +1,262 @@
+// RedisBackend (BullMQ over ioredis) on a real redis-server that each test
+// starts on a free port and stops, in this process and across consumer
+// processes (fixtures/durable/worker.ts) run by the same runtime as the test.
+// Where redis-server is not installed, the tests are reported as skipped,
+// with the reason printed once.
+
+import assert from "node:assert/strict";
+import { test as nodeTest } from "node:test";
+import { TaskManager } from "../mod.ts";
+import type { TaskEvent } from "../mod.ts";
+import { DurableQueue, RedisBackend } from "../src/durable.ts";
+import { Child, within } from "./fixtures/durable/_process.ts";
+import {
+  freePort,
+  redisMissing,
+  type RedisServer,
+  startRedis,
+} from "./fixtures/durable/_redis.ts";
+import { test } from "./_harness.ts";
+
+const SKIP = redisMissing();
+if (SKIP !== undefined) console.log(`durable_redis_test.ts: skipping: ${SKIP}`);
+
+type Deno = {
+  test(definition: { name: string; ignore: boolean; fn(): void }): void;
+};
+const deno = (globalThis as { Deno?: Deno }).Deno;
+
+/** A test that needs a Redis server. */
+function redisTest(
+  name: string,
+  fn: (server: RedisServer) => Promise<void>,
+): void {
+  if (SKIP === undefined) {
+    test(name, async () => {
+      const server = await startRedis();
+      try {
+        await fn(server);
+      } finally {
+        await server.stop();
+      }
+    });
+  } else if (deno !== undefined) {
+    deno.test({ name, ignore: true, fn() {} });
+  } else {
+    nodeTest(name, { skip: SKIP }, () => {});
+  }
+}
+
+const WORKER = "./worker.ts";
+/** Short locks, so that a killed worker's task comes back within seconds. */
+const WORKER_OPTIONS = JSON.stringify({ lockDuration: 1000 });
+
+/** Resolves with the next `count` settle events of `tasks`. */
+function settles(tasks: TaskManager, count: number): Promise<TaskEvent[]> {
+  const events: TaskEvent[] = [];
+  const all = new Promise<TaskEvent[]>((resolve) => {
+    const listener = (event: TaskEvent) => {
+      events.push(event);
+      if (events.length === count) {
+        tasks.removeEventListener("settle", listener);
+        resolve(events);
+      }
+    };
+    tasks.addEventListener("settle", listener);
+  });
+  return within(all, 10_000, () => `${events.length} of ${count} settled`);
+}
+
+/** Enqueues one task from this process. */
+async function enqueue(
+  url: string,
+  name: string,
+  payload: unknown,
+): Promise<string> {
+  const queue = new DurableQueue(await RedisBackend.open(url), {
+    backoff: 50,
+  });
+  queue.define(name, () => {});
+  try {
+    return await queue.enqueue(name, payload);
+  } finally {
+    await queue.close();
+  }
+}
+
+redisTest("RedisBackend runs a task through the manager", async ({ url }) => {
+  const queue = new DurableQueue(await RedisBackend.open(url));
+  const seen: unknown[] = [];
+  queue.define("send-confirmation", (payload, { attempt }) => {
+    seen.push({ payload, attempt });
+  });
+  const tasks = new TaskManager();
+  const settled = settles(tasks, 1);
+  queue.consume(tasks);
+  await queue.enqueue("send-confirmation", { order: "A-1" });
+  const [event] = await settled;
+  assert.equal(event.task.name, "send-confirmation");
+  assert.equal(event.task.status, "fulfilled");
+  await tasks.shutdown();
+  assert.deepEqual(await queue.deadLetters(), []);
+  await queue.close();
+  assert.deepEqual(seen, [{ payload: { order: "A-1" }, attempt: 1 }]);
+});
+
+redisTest(
+  "RedisBackend retries a failing task, then keeps it as a dead letter",
+  async ({ url }) => {
+    const queue = new DurableQueue(await RedisBackend.open(url), {
+      attempts: 3,
+      backoff: 20,
+    });
+    queue.define("charge", (_payload, { attempt }) => {
+      throw new Error(`declined ${attempt}`);
+    });
+    const tasks = new TaskManager({ onError: () => {} });
+    const settled = settles(tasks, 3);
+    queue.consume(tasks);
+    const id = await queue.enqueue("charge", { order: "A-1" });
+    const events = await settled;
+    assert.deepEqual(events.map((e) => e.task.status), [
+      "rejected",
+      "rejected",
+      "rejected",
+    ]);
+    await tasks.shutdown();
+    await queue.close();
+    const reader = new DurableQueue(await RedisBackend.open(url));
+    try {
+      const letters = await reader.deadLetters();
+      assert.equal(letters.length, 1);
+      assert.equal(letters[0].id, id);
+      assert.equal(letters[0].name, "charge");
+      assert.deepEqual(letters[0].payload, { order: "A-1" });
+      assert.equal(letters[0].attempts, 3);
+      assert.equal(letters[0].error, "declined 3");
+      assert.ok(letters[0].failedAt instanceof Date);
+    } finally {
+      await reader.close();
+    }
+  },
+);
+
+redisTest(
+  "RedisBackend delivers a delayed task not before its delay",
+  async ({ url }) => {
+    const queue = new DurableQueue(await RedisBackend.open(url));
+    let ranAt = 0;
+    queue.define("later", () => {
+      ranAt = Date.now();
+    });
+    const tasks = new TaskManager();
+    const settled = settles(tasks, 1);
+    queue.consume(tasks);
+    const before = Date.now();
+    await queue.enqueue("later", null, { delay: 300 });
+    await settled;
+    assert.ok(ranAt - before >= 299, `ran after ${ranAt - before} ms`);
+    await tasks.shutdown();
+    await queue.close();
+  },
+);
+
+redisTest(
+  "RedisBackend: a consumer process runs a task that this process enqueues",
+  async ({ url }) => {
+    const worker = new Child(WORKER, ["redis", url, WORKER_OPTIONS]);
+    try {
+      await worker.waitFor({ event: "ready" });
+      const id = await enqueue(url, "record", { n: 1 });
+      const done = await worker.waitFor({ event: "done", id });
+      assert.deepEqual(done.payload, { n: 1 });
+      assert.equal(done.attempt, 1);
+      worker.kill("SIGTERM");
+      await worker.waitFor({ event: "closed" });
+    } finally {
+      await worker.stop();
+    }
+  },
+);
+
+redisTest(
+  "RedisBackend: a task whose worker was killed runs in another, as attempt 2",
+  async ({ url }) => {
+    const id = await enqueue(url, "hang", {});
+    const first = new Child(WORKER, [
+      "redis",
+      url,
+      JSON.stringify({ lockDuration: 1000, hang: true }),
+    ]);
+    let second: Child | undefined;
+    try {
+      await first.waitFor({ event: "start", id, attempt: 1 });
+      second = new Child(WORKER, ["redis", url, WORKER_OPTIONS]);
+      await second.waitFor({ event: "ready" });
+      first.kill("SIGKILL");
+      await first.exit();
+      await second.waitFor({ event: "done", id, attempt: 2 });
+    } finally {
+      await first.stop();
+      await second?.stop();
+    }
+  },
+);
+
+redisTest(
+  "RedisBackend: a worker that shuts down hands its running task to another, its attempt not counted",
+  async ({ url }) => {
+    const id = await enqueue(url, "hang", {});
+    const first = new Child(WORKER, [
+      "redis",
+      url,
+      JSON.stringify({ lockDuration: 1000, hang: true }),
+    ]);
+    let second: Child | undefined;
+    try {
+      await first.waitFor({ event: "start", id, attempt: 1 });
+      second = new Child(WORKER, ["redis", url, WORKER_OPTIONS]);
+      await second.waitFor({ event: "ready" });
+      first.kill("SIGTERM");
+      assert.equal((await first.waitFor({ event: "closed" })).cancelled, 1);
+      await second.waitFor({ event: "done", id, attempt: 1 });
+    } finally {
+      await first.stop();
+      await second?.stop();
+    }
+  },
+);
+
+test("RedisBackend.open() rejects when no server answers", async () => {
+  const port = await freePort();
+  await assert.rejects(RedisBackend.open(`redis://127.0.0.1:${port}`), {
+    name: "Error",
+    message: new RegExp(
+      `^Cannot open RedisBackend: cannot connect to Redis: .*ECONNREFUSED`,
+    ),
+  });
+});
+
+test("RedisBackend.open() refuses a bad URL and options", async () => {
+  await assert.rejects(RedisBackend.open("http://127.0.0.1:6379"), {
+    name: "TypeError",
+    message:
+      `Cannot open RedisBackend: 'url' must be a redis:// or rediss:// URL, received "http://..."`,
+  });
+  await assert.rejects(
+    RedisBackend.open("redis://127.0.0.1:1", { queue: "a:b" }),
+    {
+      name: "TypeError",
+      message:
+        `Cannot open RedisBackend: 'queue' must be a non-empty string without ':', received "a:b"`,
+    },
+  );
+  await assert.rejects(
+    RedisBackend.open("redis://127.0.0.1:1", { lockDuration: 0 }),
+    {
+      name: "RangeError",
+      message:
+        "Cannot open RedisBackend: 'lockDuration' must be a positive number of milliseconds up to 2147483647, received 0",
+    },
+  );
+});
