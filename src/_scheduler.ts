@@ -132,6 +132,24 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
     };
   }
 
+  /** What `console.log` shows on Deno, Bun and Node: the task, not its machinery. */
+  [Symbol.for("Deno.customInspect")](): string {
+    return this.#describe();
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return this.#describe();
+  }
+
+  #describe(): string {
+    const startedAt = this.startedAt;
+    return `Task { id: "${this.id}", name: ${
+      JSON.stringify(this.name)
+    }, status: "${this.status}"${
+      startedAt ? `, startedAt: ${startedAt.toISOString()}` : ""
+    } }`;
+  }
+
   /** The task's own signal, made on first read. */
   get signal(): AbortSignal {
     if (this.controller === undefined) {

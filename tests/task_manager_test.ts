@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { inspect } from "node:util";
 import { type TaskEvent, type TaskInfo, TaskManager } from "../mod.ts";
 import { flush, gate, nextEvent, test } from "./_harness.ts";
 
@@ -274,6 +275,16 @@ test("JSON.stringify(handle) gives the task's info", () => {
     name: "json",
     status: "pending",
   });
+  tasks.cancel(handle.id);
+});
+
+test("console.log(handle) shows the task, not the manager's machinery", () => {
+  const { tasks } = quietManager();
+  const handle = tasks.run("inspected", () => {});
+  assert.equal(
+    inspect(handle),
+    `Task { id: "${handle.id}", name: "inspected", status: "pending" }`,
+  );
   tasks.cancel(handle.id);
 });
 
