@@ -144,3 +144,58 @@ for (const runtime of RUNTIMES) {
     }
   });
 }
+
+// Deno Deploy sends SIGINT and kills the process 5 s later. The demo's
+// default bounds (1 s to drain requests, 2.5 s for tasks, 0.5 s of grace)
+// fit in that; with SHUTDOWN_TIMEOUT_MS=0 the tasks in flight are cancelled
+// at once, so the report must name them, and the next start redoes them.
+test("SIGINT on Deno drains within Deno Deploy's 5 s and reports what it cancelled", async () => {
+  const { jpeg } = await gradient(3000, 2000);
+  const dataDir = await tempDir();
+  let server: DemoServer | undefined;
+  try {
+    server = await startDemo("deno", dataDir, {
+      WORKERS: "1",
+      SHUTDOWN_TIMEOUT_MS: "0",
+    });
+    const running = server;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await request(`${running.url}/photos`, {
+        method: "POST",
+        body: photoForm(jpeg, `big-${i}.jpg`, "image/jpeg"),
+      });
+      assert.equal(response.status, 201);
+      ids.push((await response.json()).photoId);
+    }
+    const tasks = await (await request(`${running.url}/tasks`)).json();
+    assert.ok(tasks.activeCount + tasks.pendingCount > 0, "no task in flight");
+    const sent = performance.now();
+    const code = await running.stop("SIGINT");
+    const elapsed = performance.now() - sent;
+    assert.equal(code, 0, running.output());
+    // A bound, not a benchmark: Deploy kills the process at 5 s.
+    assert.ok(elapsed < 5000, `exited ${elapsed.toFixed(0)} ms after SIGINT`);
+    const report = running.output().match(
+      /shutdown: (\d+) task\(s\) completed, (\d+) cancelled, (\d+) abandoned/,
+    );
+    assert.ok(report, running.output());
+    assert.ok(Number(report[2]) > 0, `nothing was cancelled: ${report[0]}`);
+    assert.equal(report[3], "0");
+
+    server = await startDemo("deno", dataDir);
+    const restarted = server;
+    assert.match(restarted.output(), /resumed [1-9]\d* photo/);
+    for (const id of ids) {
+      await poll(`photo ${id} to be ready`, async () => {
+        const photo = await (await request(`${restarted.url}/photos/${id}`))
+          .json();
+        return photo.status === "ready";
+      }, 300);
+    }
+    assert.equal(await restarted.stop("SIGINT"), 0, restarted.output());
+  } finally {
+    await server?.kill();
+    await removeDir(dataDir);
+  }
+});
