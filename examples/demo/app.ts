@@ -24,8 +24,14 @@ import {
   OrderStore,
   resumeOrders,
 } from "./orders.ts";
+import { MainThreadImages } from "./main_thread_images.ts";
 import { PAGE } from "./page.ts";
-import { type PhotoDeps, photoRoutes, resumePhotos } from "./photos.ts";
+import {
+  type ImagePool,
+  type PhotoDeps,
+  photoRoutes,
+  resumePhotos,
+} from "./photos.ts";
 import { reportRoutes } from "./reports.ts";
 import { PhotoStore } from "./storage.ts";
 import type { ImageJob, ImageResult } from "./thumbnail_worker.ts";
@@ -44,6 +50,10 @@ export interface DemoConfig {
   mailRetryDelay: number;
   /** Sends the emails; by default `.eml` files in `DATA_DIR/outbox/`. */
   transport?: MailTransport;
+  /** Benchmark knob: `false` makes `POST /orders` send no confirmation email. */
+  sendEmails?: boolean;
+  /** Benchmark knob: `true` does the image work on the main thread, not in workers. */
+  imagesOnMainThread?: boolean;
 }
 
 /** The app and what main.ts needs to run and stop it. */
@@ -72,10 +82,12 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
   const store = new PhotoStore(config.dataDir);
   await store.init();
   const orders = new OrderStore(join(config.dataDir, "orders.db"));
-  const pool = new WorkerPool<ImageJob, ImageResult>(
-    new URL("./thumbnail_worker.ts", import.meta.url),
-    { size: config.workers },
-  );
+  const pool: ImagePool = config.imagesOnMainThread
+    ? new MainThreadImages()
+    : new WorkerPool<ImageJob, ImageResult>(
+      new URL("./thumbnail_worker.ts", import.meta.url),
+      { size: config.workers },
+    );
   const manager = new TaskManager({
     onError: (error, task) =>
       console.error(
@@ -93,6 +105,7 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       new OutboxTransport(join(config.dataDir, "outbox")),
     mailAttempts: config.mailAttempts,
     mailRetryDelay: config.mailRetryDelay,
+    sendEmails: config.sendEmails ?? true,
   };
   const closing = new AbortController();
   let streams = 0;

@@ -13,6 +13,12 @@
 //   SHUTDOWN_TIMEOUT_MS  then wait for tasks before cancelling them  2500
 //   SHUTDOWN_GRACE_MS    then wait for cancelled tasks to return     500
 //
+// Benchmark knobs (bench/server.ts, bench/health.ts), off by default:
+//   SEND_EMAILS=0            POST /orders sends no confirmation email: the
+//                            same handler without its background task
+//   IMAGES_ON_MAIN_THREAD=1  decode and resize images on the main thread
+//                            instead of the worker pool
+//
 // On SIGINT or SIGTERM it answers new requests 503, lets the requests in
 // flight finish, closes the listener, drains the tasks (cancelling what is
 // left after the timeout), closes the worker pool and exits 0; all of it
@@ -127,6 +133,8 @@ async function main(): Promise<void> {
       workers: process.env.WORKERS ? integer("WORKERS", 1, 1, 64) : undefined,
       mailAttempts: integer("MAIL_ATTEMPTS", 4, 1, 100),
       mailRetryDelay: integer("MAIL_RETRY_MS", 500, 0, 600_000),
+      sendEmails: integer("SEND_EMAILS", 1, 0, 1) === 1,
+      imagesOnMainThread: integer("IMAGES_ON_MAIN_THREAD", 0, 0, 1) === 1,
     };
   } catch (error) {
     console.error((error as Error).message);

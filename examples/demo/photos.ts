@@ -15,7 +15,6 @@ import type {
   TaskResult,
 } from "@background/tasks";
 import type { BackgroundTasksEnv } from "@background/tasks/hono";
-import type { WorkerPool } from "@background/tasks/worker";
 import { Hono } from "hono";
 import {
   hasContentType,
@@ -35,10 +34,23 @@ import {
 } from "./storage.ts";
 import type { ImageJob, ImageResult } from "./thumbnail_worker.ts";
 
+/**
+ * Where the image work runs: the worker pool, or the main thread when
+ * `IMAGES_ON_MAIN_THREAD=1` (see main_thread_images.ts). The part of a
+ * `WorkerPool` the demo uses.
+ */
+export interface ImagePool {
+  run(
+    job: ImageJob,
+    options?: { signal?: AbortSignal; transfer?: Transferable[] },
+  ): Promise<ImageResult>;
+  close(): Promise<void>;
+}
+
 /** What the photo routes and the thumbnail pipeline need. */
 export interface PhotoDeps {
   store: PhotoStore;
-  pool: WorkerPool<ImageJob, ImageResult>;
+  pool: ImagePool;
   /** The largest request body accepted by `POST /photos`, in bytes. */
   maxUploadBytes: number;
 }
