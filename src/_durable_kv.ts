@@ -375,10 +375,13 @@ export class DenoKvBackend implements DurableBackend {
   }
 
   /**
-   * Stops delivering, lets the writes in progress finish, and closes the
-   * database. Deliveries still in a handler stay unacknowledged and come
-   * back: to the next process that opens the file once 5 seconds have
-   * passed, or within about a minute to one already consuming it.
+   * Stops delivering, hands back the deliveries that have not started,
+   * lets the writes in progress finish, and closes the database. Deliveries
+   * still in a handler stay unacknowledged and come back: to the next
+   * process that opens the file once 5 seconds have passed, or within about
+   * a minute to one already consuming it. So does a message that Deno KV had
+   * already leased to this process but not yet handed to it when the
+   * database closed: KV offers no way to give it back.
    *
    * @returns A promise that resolves once the database is closed.
    */
@@ -456,7 +459,22 @@ export class DenoKvBackend implements DurableBackend {
     }
   }
 
+  /**
+   * Until a delivery runs in a handler (or is acknowledged, handed back or
+   * buried), it holds `close` back: a database closed under it would leave
+   * it unacknowledged, and it would come back only when its lease ran out.
+   */
   async #deliver(raw: TaskMessage): Promise<void> {
+    const decided = Promise.withResolvers<void>();
+    this.#write(decided.promise);
+    try {
+      await this.#route(raw, decided.resolve);
+    } finally {
+      decided.resolve();
+    }
+  }
+
+  async #route(raw: TaskMessage, decided: () => void): Promise<void> {
     const { message, seq } = raw;
     const key = stateKey(message.id);
     const entry = await this.#kv.get(key);
@@ -504,6 +522,7 @@ export class DenoKvBackend implements DurableBackend {
       // Changed by another delivery in between: the newer message wins.
       if (!commit.ok) return;
       check = { key, versionstamp: commit.versionstamp ?? null };
+      decided();
       const outcome = await listener.receive({ message, attempt });
       if (this.#shut) return park();
       switch (outcome.status) {

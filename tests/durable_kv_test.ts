@@ -70,6 +70,21 @@ function settles(tasks: TaskManager, count: number): Promise<TaskEvent[]> {
   return within(all, 10_000, () => `${events.length} of ${count} settled`);
 }
 
+/** Resolves once `count` tasks started, or fails after 10 s. */
+function starts(tasks: TaskManager, count: number): Promise<void> {
+  let started = 0;
+  const all = new Promise<void>((resolve) => {
+    const listener = () => {
+      if (++started === count) {
+        tasks.removeEventListener("start", listener);
+        resolve();
+      }
+    };
+    tasks.addEventListener("start", listener);
+  });
+  return within(all, 10_000, () => `${started} of ${count} started`);
+}
+
 /** Enqueues one task into the file from this process, and closes it again. */
 async function enqueue(
   file: string,
@@ -224,42 +239,48 @@ kvTest(
   "DenoKvBackend: what a closing queue holds is handed back to the next consumer, attempts not counted",
   async (file) => {
     const first = new DurableQueue(await DenoKvBackend.open(file));
-    first.define(
-      "sync",
-      (_payload, { signal }) =>
-        new Promise<void>((_, reject) =>
-          signal.addEventListener("abort", () => reject(signal.reason))
-        ),
-    );
-    const a = new TaskManager();
-    const started = new Promise((resolve) =>
-      a.addEventListener("start", resolve, { once: true })
-    );
-    const ids = [
-      await first.enqueue("sync", 1),
-      await first.enqueue("sync", 2),
-    ];
-    first.consume(a, { concurrency: 1 });
-    await started;
-    assert.deepEqual(await a.shutdown({ timeout: 0 }), {
-      completed: 0,
-      cancelled: 1,
-      abandoned: [],
-    });
-    await first.close();
+    let second: DurableQueue | undefined;
+    try {
+      first.define(
+        "sync",
+        (_payload, { signal }) =>
+          new Promise<void>((_, reject) =>
+            signal.addEventListener("abort", () => reject(signal.reason))
+          ),
+      );
+      const a = new TaskManager();
+      // Both deliveries must have reached this process before it closes: a
+      // message Deno KV leased to a process but had not handed over yet when
+      // the database closed comes back only when its lease runs out.
+      const started = starts(a, 2);
+      const ids = [
+        await first.enqueue("sync", 1),
+        await first.enqueue("sync", 2),
+      ];
+      first.consume(a, { concurrency: 2 });
+      await started;
+      assert.deepEqual(await a.shutdown({ timeout: 0 }), {
+        completed: 0,
+        cancelled: 2,
+        abandoned: [],
+      });
+      await first.close();
 
-    const second = new DurableQueue(await DenoKvBackend.open(file));
-    const seen: [string, number][] = [];
-    second.define("sync", (_payload, { id, attempt }) => {
-      seen.push([id, attempt]);
-    });
-    const b = new TaskManager();
-    const settled = settles(b, 2);
-    second.consume(b, { concurrency: 2 });
-    await settled;
-    await b.shutdown();
-    await second.close();
-    assert.deepEqual(seen.sort(), ids.map((id) => [id, 1]).sort());
+      second = new DurableQueue(await DenoKvBackend.open(file));
+      const seen: [string, number][] = [];
+      second.define("sync", (_payload, { id, attempt }) => {
+        seen.push([id, attempt]);
+      });
+      const b = new TaskManager();
+      const settled = settles(b, 2);
+      second.consume(b, { concurrency: 2 });
+      await settled;
+      await b.shutdown();
+      assert.deepEqual(seen.sort(), ids.map((id) => [id, 1]).sort());
+    } finally {
+      await first.close();
+      await second?.close();
+    }
     assert.deepEqual(await keys(file), []);
   },
 );
