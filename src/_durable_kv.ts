@@ -37,7 +37,7 @@ import {
   MAX_KV_INTERVAL,
   retryDelay,
 } from "./_durable_util.ts";
-import { checkOptions, show } from "./_validate.ts";
+import { checkNumber, checkOptions, MAX_TIMEOUT, show } from "./_validate.ts";
 
 /** A key of a {@linkcode KvDatabase}, as `Deno.KvKey`. */
 export type KvKey =
@@ -669,20 +669,12 @@ export class DenoKvBackend implements DurableBackend {
 
 function checkPollInterval(where: string, options: unknown): void {
   checkOptions(where, options);
-  const value = (options as DenoKvBackendOptions).pollInterval;
-  if (value === undefined) return;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `${where}: 'pollInterval' must be a number of milliseconds, received ${
-        show(value)
-      }`,
-    );
-  }
-  if (!(value === Infinity || (value > 0 && value <= 2 ** 31 - 1))) {
-    throw new RangeError(
-      `${where}: 'pollInterval' must be a positive number of milliseconds up to ${
-        2 ** 31 - 1
-      }, or Infinity, received ${value}`,
-    );
-  }
+  checkNumber(
+    where,
+    "pollInterval",
+    (options as DenoKvBackendOptions).pollInterval,
+    "a number of milliseconds",
+    `a positive number of milliseconds up to ${MAX_TIMEOUT}, or Infinity`,
+    (ms) => ms === Infinity || (ms > 0 && ms <= MAX_TIMEOUT),
+  );
 }

@@ -35,49 +35,6 @@ export function interrupted(attempts: number): string {
     `or stopped before the task finished) and has no attempts left`;
 }
 
-/** Milliseconds: 0 up to `max`. */
-export function checkMilliseconds(
-  where: string,
-  argument: string,
-  value: unknown,
-  max: number,
-): void {
-  if (value === undefined) return;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `${where}: '${argument}' must be a number of milliseconds, received ${
-        show(value)
-      }`,
-    );
-  }
-  if (!(value >= 0 && value <= max)) {
-    throw new RangeError(
-      `${where}: '${argument}' must be 0 or a positive number of milliseconds up to ${max}, received ${value}`,
-    );
-  }
-}
-
-/** A positive safe integer: `attempts`, `concurrency`, `limit`. */
-export function checkCount(
-  where: string,
-  argument: string,
-  value: unknown,
-): void {
-  if (value === undefined) return;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `${where}: '${argument}' must be a positive integer, received ${
-        show(value)
-      }`,
-    );
-  }
-  if (!(Number.isSafeInteger(value) && value > 0)) {
-    throw new RangeError(
-      `${where}: '${argument}' must be a positive integer, received ${value}`,
-    );
-  }
-}
-
 /**
  * Returns the copy of `payload` that a backend stores: what
  * `JSON.parse(JSON.stringify(payload))` gives. Throws a `TypeError` that

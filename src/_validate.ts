@@ -71,25 +71,45 @@ export function checkBoolean(
   }
 }
 
+/**
+ * A number in a range, when given: a `TypeError` names `kind` for a value of
+ * another type, a `RangeError` names `range` for a number out of it.
+ */
+export function checkNumber(
+  where: string,
+  argument: string,
+  value: unknown,
+  kind: string,
+  range: string,
+  inRange: (value: number) => boolean,
+): void {
+  if (value === undefined) return;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${where}: '${argument}' must be ${kind}, received ${show(value)}`,
+    );
+  }
+  if (!inRange(value)) {
+    throw new RangeError(
+      `${where}: '${argument}' must be ${range}, received ${value}`,
+    );
+  }
+}
+
 /** A task timeout: a positive finite number of milliseconds up to 2^31-1. */
 export function checkTimeout(
   where: string,
   argument: string,
   value: unknown,
 ): void {
-  if (value === undefined) return;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `${where}: '${argument}' must be a number of milliseconds, received ${
-        show(value)
-      }`,
-    );
-  }
-  if (!(value > 0 && value <= MAX_TIMEOUT)) {
-    throw new RangeError(
-      `${where}: '${argument}' must be a positive number of milliseconds up to ${MAX_TIMEOUT}, received ${value}`,
-    );
-  }
+  checkNumber(
+    where,
+    argument,
+    value,
+    "a number of milliseconds",
+    `a positive number of milliseconds up to ${MAX_TIMEOUT}`,
+    (ms) => ms > 0 && ms <= MAX_TIMEOUT,
+  );
 }
 
 /** A shutdown bound: 0 (at once), a positive number up to 2^31-1, or Infinity. */
@@ -98,35 +118,58 @@ export function checkBound(
   argument: string,
   value: unknown,
 ): void {
-  if (value === undefined) return;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `${where}: '${argument}' must be a number of milliseconds, received ${
-        show(value)
-      }`,
-    );
-  }
-  if (!(value === Infinity || (value >= 0 && value <= MAX_TIMEOUT))) {
-    throw new RangeError(
-      `${where}: '${argument}' must be 0, a positive number of milliseconds up to ${MAX_TIMEOUT}, or Infinity, received ${value}`,
-    );
-  }
+  checkNumber(
+    where,
+    argument,
+    value,
+    "a number of milliseconds",
+    `0, a positive number of milliseconds up to ${MAX_TIMEOUT}, or Infinity`,
+    (ms) => ms === Infinity || (ms >= 0 && ms <= MAX_TIMEOUT),
+  );
+}
+
+/** Milliseconds from 0 up to `max`. */
+export function checkMilliseconds(
+  where: string,
+  argument: string,
+  value: unknown,
+  max: number,
+): void {
+  checkNumber(
+    where,
+    argument,
+    value,
+    "a number of milliseconds",
+    `0 or a positive number of milliseconds up to ${max}`,
+    (ms) => ms >= 0 && ms <= max,
+  );
+}
+
+/** A positive safe integer: `attempts`, `concurrency`, `limit`. */
+export function checkCount(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  checkNumber(
+    where,
+    argument,
+    value,
+    "a positive integer",
+    "a positive integer",
+    (n) => Number.isSafeInteger(n) && n > 0,
+  );
 }
 
 export function checkConcurrency(where: string, value: unknown): void {
-  if (value === undefined) return;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `${where}: 'concurrency' must be a positive integer or Infinity, received ${
-        show(value)
-      }`,
-    );
-  }
-  if (!(value === Infinity || (Number.isInteger(value) && value > 0))) {
-    throw new RangeError(
-      `${where}: 'concurrency' must be a positive integer or Infinity, received ${value}`,
-    );
-  }
+  checkNumber(
+    where,
+    "concurrency",
+    value,
+    "a positive integer or Infinity",
+    "a positive integer or Infinity",
+    (n) => n === Infinity || (Number.isInteger(n) && n > 0),
+  );
 }
 
 /**

@@ -52,17 +52,14 @@
 
 import {
   checkBound,
+  checkCount,
   checkFunction,
+  checkMilliseconds,
   checkName,
   checkOptions,
   show,
 } from "./_validate.ts";
-import {
-  checkCount,
-  checkMilliseconds,
-  jsonCopy,
-  MAX_DELAY,
-} from "./_durable_util.ts";
+import { jsonCopy, MAX_DELAY } from "./_durable_util.ts";
 import type { TaskEvent } from "./task_event.ts";
 import type { TaskManager } from "./task_manager.ts";
 import type { TaskHandle } from "./types.ts";
