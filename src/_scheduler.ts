@@ -11,8 +11,8 @@
 //   one `settle`, in that order, and an event object is made only when a
 //   listener for its type is attached;
 // - a failure goes to exactly one place: the reader of `value` (if it was read
-//   before the task settled), the group's `awaitAll` (if it was called), or
-//   `onError`;
+//   before the task settled), the group's `awaitAll` (if one was waiting when
+//   the task settled), or `onError`;
 // - every listener added to a per-task signal is removed when the task settles.
 
 import { Queue } from "./_queue.ts";
