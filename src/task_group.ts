@@ -53,8 +53,8 @@ export interface TaskGroupOptions {
  *
  * Compared with `Promise.allSettled`, a group can cancel its tasks (all at
  * once, on the first failure, or through a signal), limit how many run at once,
- * and keep a failure from going unnoticed: until `awaitAll()` is called, a
- * failure is reported to the manager's `onError`.
+ * and keep a failure from going unnoticed: a failure that no waiting
+ * `awaitAll()` receives is reported to the manager's `onError`.
  *
  * @example Make three thumbnails, cancelling the rest on the first failure
  * ```ts
@@ -151,8 +151,9 @@ export class TaskGroup implements AsyncDisposable {
   /**
    * Waits until every task of the group has settled, including tasks added
    * while it waits, and returns their results in add order. It never rejects.
-   * From the moment it is called, the group's failures are delivered in its
-   * results instead of to `onError`.
+   * While it waits, the group's failures are delivered in its results
+   * instead of to `onError`; once it resolved, later failures go to `onError`
+   * again (or to the next `awaitAll()`).
    *
    * @returns One `{ id, name, status, value | error | reason }` per task.
    *

@@ -59,9 +59,9 @@ export interface TaskManagerOptions {
   waitUntil?: (promise: Promise<void>) => void;
   /**
    * Receives every failure that nobody else asked for: a `run` task's error,
-   * and a `runWithResult` or group task's error when neither its `value` nor
-   * its group's `awaitAll()` was read before it settled. Cancellations are not
-   * failures. If it throws, both errors go to the default reporter.
+   * and a `runWithResult` or group task's error when its `value` was not read
+   * before it settled and no `awaitAll()` of its group was waiting then.
+   * Cancellations are not failures. If it throws, both errors go to the default reporter.
    *
    * @default {one `console.error` line naming the task}
    */
