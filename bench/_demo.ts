@@ -58,7 +58,7 @@ export async function startDemo(
   const child: ChildProcess = spawn(executable, args, {
     cwd: ROOT,
     env: {
-      ...process.env,
+      ...inProcessMode(process.env),
       NO_COLOR: "1",
       PORT: "0",
       DATA_DIR: dataDir,
@@ -227,4 +227,15 @@ export class Report {
       `\nwrote bench/results/${name}-${slug}.md and bench/results/${name}-${slug}.json`,
     );
   }
+}
+
+/**
+ * The environment without the settings that switch the demo to durable mode
+ * (a developer may have REDIS_URL exported): callers that want it pass it.
+ */
+function inProcessMode(
+  env: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  const { REDIS_URL: _redis, DURABLE: _durable, ...rest } = env;
+  return rest;
 }

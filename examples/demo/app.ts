@@ -10,6 +10,7 @@ import {
   backgroundTasks,
   type BackgroundTasksEnv,
 } from "@background/tasks/hono";
+import type { DurableQueue } from "@background/tasks/durable";
 import { WorkerPool } from "@background/tasks/worker";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -30,8 +31,19 @@ import {
   type ImagePool,
   type PhotoDeps,
   photoRoutes,
+  queueUnqueuedPhotos,
   resumePhotos,
 } from "./photos.ts";
+import {
+  type DurableDeps,
+  type DurableSettings,
+  enqueueWithin,
+  MAKE_THUMBNAILS,
+  openQueue,
+  SEND_CONFIRMATION,
+  settleDeadLetters,
+  THUMBNAIL_ATTEMPTS,
+} from "./durable.ts";
 import { reportRoutes } from "./reports.ts";
 import { PhotoStore } from "./storage.ts";
 import type { ImageJob, ImageResult } from "./thumbnail_worker.ts";
@@ -54,20 +66,33 @@ export interface DemoConfig {
   sendEmails?: boolean;
   /** Benchmark knob: `true` does the image work on the main thread, not in workers. */
   imagesOnMainThread?: boolean;
+  /**
+   * Durable mode: the emails and thumbnails go through a durable queue
+   * (durable.ts), shared with the other processes that use the same backend.
+   */
+  durable?: DurableSettings;
 }
 
 /** The app and what main.ts needs to run and stop it. */
 export interface Demo {
   app: Hono<BackgroundTasksEnv>;
   manager: TaskManager;
-  /** Starts again the work the last run left: thumbnails, unsent emails. */
+  /**
+   * Starts again the work the last run left: thumbnails, unsent emails. In
+   * durable mode the queue holds that work: this queues only the photos that
+   * never reached it, and starts taking tasks from the queue.
+   */
   resume(): Promise<{ photos: number; orders: number }>;
   /**
    * Answers every new request 503, ends the `/tasks/events` streams, and
    * resolves once no request is being handled.
    */
   drain(): Promise<void>;
-  /** Drains the tasks within the bounds, then closes the worker pool and the database. */
+  /**
+   * Drains the tasks within the bounds (in durable mode, what is cancelled is
+   * handed back to the queue), then closes the queue, the worker pool and the
+   * database.
+   */
   close(options: ShutdownOptions): Promise<ShutdownReport>;
 }
 
@@ -107,6 +132,32 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
     mailRetryDelay: config.mailRetryDelay,
     sendEmails: config.sendEmails ?? true,
   };
+  const durable = config.durable;
+  const durableDeps: DurableDeps = {
+    manager,
+    orders: orderDeps,
+    photos: photoDeps,
+  };
+  let queue: DurableQueue | undefined;
+  if (durable !== undefined) {
+    let opened: DurableQueue;
+    try {
+      opened = await openQueue(durable, durableDeps);
+    } catch (error) {
+      await pool.close();
+      orders.close();
+      throw error;
+    }
+    queue = opened;
+    orderDeps.enqueue = (orderId) =>
+      enqueueWithin(opened, SEND_CONFIRMATION, { orderId }, {
+        attempts: config.mailAttempts,
+      });
+    photoDeps.enqueue = (photoId) =>
+      enqueueWithin(opened, MAKE_THUMBNAILS, { photoId }, {
+        attempts: THUMBNAIL_ATTEMPTS,
+      });
+  }
   const closing = new AbortController();
   let streams = 0;
   let requests = 0;
@@ -211,10 +262,22 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
     app,
     manager,
     async resume() {
-      return {
-        photos: await resumePhotos(manager, photoDeps),
-        orders: resumeOrders(manager, orderDeps),
-      };
+      if (queue === undefined) {
+        return {
+          photos: await resumePhotos(manager, photoDeps),
+          orders: resumeOrders(manager, orderDeps),
+        };
+      }
+      const failed = await settleDeadLetters(queue, durableDeps);
+      if (failed > 0) {
+        console.warn(
+          `marked ${failed} order(s) or photo(s) failed: their task died on its last attempt`,
+        );
+      }
+      const photos = await queueUnqueuedPhotos(photoDeps);
+      const concurrency = durable?.concurrency ?? 0;
+      if (concurrency > 0) queue.consume(manager, { concurrency });
+      return { photos, orders: 0 };
     },
     drain() {
       closing.abort();
@@ -227,6 +290,9 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       try {
         return await manager.shutdown(options);
       } finally {
+        // Its tasks have settled or been abandoned: do not wait for the
+        // abandoned ones, which the backend delivers again anyway.
+        await queue?.close({ timeout: 0 });
         await pool.close();
         orders.close();
       }

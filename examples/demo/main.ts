@@ -13,6 +13,20 @@
 //   SHUTDOWN_TIMEOUT_MS  then wait for tasks before cancelling them  2500
 //   SHUTDOWN_GRACE_MS    then wait for cancelled tasks to return     500
 //
+// Durable mode (durable.ts; README.md, "Durable mode"), off by default:
+//   REDIS_URL            redis://host:port: the emails and thumbnails are
+//                        tasks of a durable queue in Redis (Deno and Bun),
+//                        shared by every process with the same REDIS_URL
+//                        and DATA_DIR
+//   DURABLE              "kv": the queue is Deno KV in DATA_DIR/tasks.sqlite
+//                        (Deno only, one process); "redis": needs REDIS_URL;
+//                        "off": in-process tasks even with REDIS_URL set.
+//                        Unset: "redis" when REDIS_URL is set, else "off"
+//   DURABLE_CONCURRENCY  queued tasks this process runs at once        4
+//                        (0: none, the process only enqueues)
+//   REDIS_LOCK_MS        a process's lock on a running task          30000
+//                        (a dead process's tasks come back within twice this)
+//
 // Benchmark knobs (bench/server.ts, bench/health.ts), off by default:
 //   SEND_EMAILS=0            POST /orders sends no confirmation email: the
 //                            same handler without its background task
@@ -23,10 +37,13 @@
 // flight finish, closes the listener, drains the tasks (cancelling what is
 // left after the timeout), closes the worker pool and exits 0; all of it
 // within 4 s by default. A second signal exits at once with 1. Work cut short
-// is picked up at the next start.
+// is picked up at the next start; in durable mode, the queue hands it to
+// another process at once, or keeps it for the next start.
 
+import { join } from "node:path";
 import process from "node:process";
 import { createDemo, type Demo, type DemoConfig } from "./app.ts";
+import type { DurableSettings } from "./durable.ts";
 
 const HOSTNAME = "127.0.0.1";
 
@@ -65,6 +82,47 @@ function integer(
     );
   }
   return value;
+}
+
+/** Reads the durable mode's settings; `undefined` when it is off. */
+function durable(dataDir: string): DurableSettings | undefined {
+  const mode = process.env.DURABLE ?? "";
+  const url = process.env.REDIS_URL ?? "";
+  if (!["", "redis", "kv", "off"].includes(mode)) {
+    throw new RangeError(
+      `DURABLE must be "redis", "kv" or "off", received ${
+        JSON.stringify(mode)
+      }`,
+    );
+  }
+  if (mode === "off" || (mode === "" && url === "")) return undefined;
+  const concurrency = integer("DURABLE_CONCURRENCY", 4, 0, 64);
+  if (mode === "kv") {
+    if (typeof Deno === "undefined") {
+      throw new RangeError(
+        "DURABLE=kv needs Deno (Deno KV); on Bun, set REDIS_URL instead",
+      );
+    }
+    return {
+      backend: "kv",
+      path: join(dataDir, "tasks.sqlite"),
+      concurrency,
+    };
+  }
+  if (!/^rediss?:\/\//.test(url)) {
+    // The scheme only: a URL may hold a password.
+    throw new RangeError(
+      `REDIS_URL must be a redis:// or rediss:// URL, received ${
+        url === "" ? "nothing" : JSON.stringify(`${url.split("//")[0]}//...`)
+      }`,
+    );
+  }
+  return {
+    backend: "redis",
+    url,
+    lockDuration: integer("REDIS_LOCK_MS", 30_000, 100, 600_000),
+    concurrency,
+  };
 }
 
 function serve(fetch: Fetch, port: number): Promise<Server> {
@@ -127,14 +185,16 @@ async function main(): Promise<void> {
     drain = integer("DRAIN_MS", 1000, 0, 60_000);
     timeout = integer("SHUTDOWN_TIMEOUT_MS", 2500, 0, 600_000);
     grace = integer("SHUTDOWN_GRACE_MS", 500, 0, 600_000);
+    const dataDir = process.env.DATA_DIR || "./data";
     config = {
-      dataDir: process.env.DATA_DIR || "./data",
+      dataDir,
       maxUploadBytes: integer("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1, 2 ** 30),
       workers: process.env.WORKERS ? integer("WORKERS", 1, 1, 64) : undefined,
       mailAttempts: integer("MAIL_ATTEMPTS", 4, 1, 100),
       mailRetryDelay: integer("MAIL_RETRY_MS", 500, 0, 600_000),
       sendEmails: integer("SEND_EMAILS", 1, 0, 1) === 1,
       imagesOnMainThread: integer("IMAGES_ON_MAIN_THREAD", 0, 0, 1) === 1,
+      durable: durable(dataDir),
     };
   } catch (error) {
     console.error((error as Error).message);
@@ -147,13 +207,26 @@ async function main(): Promise<void> {
     demo = await createDemo(config);
     resumed = await demo.resume();
   } catch (error) {
+    const queue = config.durable === undefined
+      ? ""
+      : ` and the ${config.durable.backend} task queue`;
     console.error(
-      `Cannot start with DATA_DIR ${JSON.stringify(config.dataDir)}:`,
+      `Cannot start with DATA_DIR ${JSON.stringify(config.dataDir)}${queue}:`,
       error,
     );
     process.exit(1);
   }
-  if (resumed.photos + resumed.orders > 0) {
+  if (config.durable !== undefined) {
+    const { backend, concurrency } = config.durable;
+    console.log(
+      `durable mode (${backend}): running up to ${concurrency} queued task(s) at once`,
+    );
+    if (resumed.photos > 0) {
+      console.log(
+        `queued ${resumed.photos} photo(s) that the last run stored but did not queue`,
+      );
+    }
+  } else if (resumed.photos + resumed.orders > 0) {
     console.log(
       `resumed ${resumed.photos} photo(s) and ${resumed.orders} email(s) left by the last run`,
     );
@@ -169,10 +242,12 @@ async function main(): Promise<void> {
     }
     stopping = true;
     console.log(`${signal}: shutting down`);
+    // In durable mode, closing the queue then writes the last outcomes.
+    const slack = config.durable === undefined ? 1000 : 3000;
     const deadline = setTimeout(() => {
       console.error("shutdown did not finish in time: exiting");
       process.exit(1);
-    }, drain + timeout + grace + 1000);
+    }, drain + timeout + grace + slack);
     // Answer new requests 503 and end the event streams; let the requests in
     // flight finish before closing the listener: Deno 2.9's shutdown() makes
     // the bodies of requests in flight unreadable (denoland/deno#36809).

@@ -6,8 +6,13 @@
 // `email_status` is "pending" until the email is sent ("sent") or every try
 // failed ("failed", with the last error). At the next start, every order
 // whose email was not sent is sent again.
+//
+// In durable mode (durable.ts) the email is a task of the durable queue
+// instead: `POST /orders` answers 201 only once the task is stored, and
+// `confirmOrder` makes one try per delivery; the queue retries.
 
 import type { BackgroundTasksEnv } from "@background/tasks/hono";
+import type { DurableContext } from "@background/tasks/durable";
 import { Hono } from "hono";
 import { DatabaseSync } from "node:sqlite";
 import {
@@ -57,7 +62,10 @@ export class OrderStore {
 
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
+    // Two processes may share the file (durable mode): wait for the other's
+    // write rather than fail at once.
     this.#db.exec(`
+      PRAGMA busy_timeout = 5000;
       PRAGMA journal_mode = WAL;
       CREATE TABLE IF NOT EXISTS orders (
         id TEXT PRIMARY KEY,
@@ -163,6 +171,12 @@ export interface OrderDeps {
    * handler without its background task (`SEND_EMAILS=0`, bench/server.ts).
    */
   sendEmails: boolean;
+  /**
+   * Durable mode: stores the order's confirmation in the task queue and
+   * resolves with the task's id, or rejects (the queue cannot be reached).
+   * Without it, the email is sent by a task of this process.
+   */
+  enqueue?: (orderId: string) => Promise<string>;
 }
 
 /** Request bodies are small: 64 KiB is plenty for 100 items. */
@@ -259,15 +273,37 @@ export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
       checked.email,
       checked.items,
     );
-    try {
-      if (deps.sendEmails) sendConfirmation(c.var.tasks, deps, order);
-    } catch (error) {
-      // Shutting down: the row says "pending", so it is sent at the next start.
-      console.warn(
-        `order ${order.orderId}: confirmation deferred to the next start: ${
-          messageOf(error)
-        }`,
-      );
+    if (!deps.sendEmails) {
+      // Benchmark knob: no email at all.
+    } else if (deps.enqueue !== undefined) {
+      try {
+        await deps.enqueue(order.orderId);
+      } catch (error) {
+        // Not accepted: the row stays "pending". (Had the task been stored
+        // after all, late, the email is sent: the row then says so.)
+        console.error(
+          `order ${order.orderId}: its confirmation could not be queued: ${
+            messageOf(error)
+          }`,
+        );
+        c.header("Retry-After", "5");
+        return jsonError(
+          c,
+          503,
+          "The order could not be queued for confirmation; try again later",
+        );
+      }
+    } else {
+      try {
+        sendConfirmation(c.var.tasks, deps, order);
+      } catch (error) {
+        // Shutting down: the row says "pending", so it is sent at the next start.
+        console.warn(
+          `order ${order.orderId}: confirmation deferred to the next start: ${
+            messageOf(error)
+          }`,
+        );
+      }
     }
     c.header("Location", `/orders/${order.orderId}`);
     return c.json({ orderId: order.orderId }, 201);
@@ -321,6 +357,49 @@ export function sendConfirmation(
     }
     deps.orders.markSent(order.orderId);
   });
+}
+
+/**
+ * Durable mode: the handler of the `send-confirmation` task. Makes one try
+ * per delivery (the queue retries with backoff), records a failed try in the
+ * row, and marks the order "failed" when the last attempt fails. An order
+ * already sent is not sent again (a task may be delivered twice).
+ *
+ * @throws {Error} The try failed, or `signal` aborted it (the queue hands
+ * the task back).
+ */
+export async function confirmOrder(
+  deps: OrderDeps,
+  orderId: unknown,
+  { signal, attempt, attempts }: DurableContext,
+): Promise<void> {
+  if (typeof orderId !== "string" || !isUuid(orderId)) {
+    throw new TypeError(
+      `send-confirmation: 'orderId' must be an order's UUID, received ${
+        JSON.stringify(orderId) ?? "nothing"
+      }`,
+    );
+  }
+  const order = deps.orders.get(orderId);
+  if (order === undefined) {
+    console.warn(`order ${orderId}: not found; no confirmation to send`);
+    return;
+  }
+  if (order.emailStatus === "sent") return;
+  try {
+    await deps.transport.send(confirmation(order), { signal });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    console.warn(
+      `order ${orderId}: email try ${attempt} of ${attempts} failed: ${
+        messageOf(error)
+      }`,
+    );
+    deps.orders.recordFailure(orderId, messageOf(error));
+    if (attempt >= attempts) deps.orders.markFailed(orderId);
+    throw error;
+  }
+  deps.orders.markSent(orderId);
 }
 
 /** Sends again every confirmation that was not sent; returns how many. */

@@ -6,6 +6,12 @@
 // in the worker pool; a last task marks the photo "ready" or "failed". A
 // photo whose thumbnails were cut short (shutdown, crash) is still
 // "processing" on disk, and `resumePhotos` starts it again at the next start.
+//
+// In durable mode (durable.ts) the thumbnails are a task of the durable
+// queue instead, run by whichever process takes it (`thumbnailPhoto`): the
+// upload is answered 201 only once the task is stored, and the photo folder
+// then records it (`queued`). At start, a photo still "processing" without
+// that record (its process died between storing and queueing) is queued.
 
 import type {
   RunOptions,
@@ -15,6 +21,7 @@ import type {
   TaskResult,
 } from "@background/tasks";
 import type { BackgroundTasksEnv } from "@background/tasks/hono";
+import type { DurableContext } from "@background/tasks/durable";
 import { Hono } from "hono";
 import {
   hasContentType,
@@ -53,6 +60,12 @@ export interface PhotoDeps {
   pool: ImagePool;
   /** The largest request body accepted by `POST /photos`, in bytes. */
   maxUploadBytes: number;
+  /**
+   * Durable mode: stores the photo's thumbnails task in the queue and
+   * resolves with the task's id, or rejects (the queue cannot be reached).
+   * Without it, the thumbnails are made by tasks of this process.
+   */
+  enqueue?: (photoId: string) => Promise<string>;
 }
 
 /** The part of a TaskGroup the pipeline uses (a request's group or a manager's). */
@@ -68,7 +81,7 @@ export interface Spawner {
     fn: TaskFunction<unknown>,
     options?: RunOptions,
   ): TaskHandle;
-  group(options?: { failFast?: boolean }): Group;
+  group(options?: { failFast?: boolean; signal?: AbortSignal }): Group;
 }
 
 /** No thumbnail may take longer than this, in milliseconds. */
@@ -164,16 +177,39 @@ export function photoRoutes(deps: PhotoDeps): Hono<BackgroundTasksEnv> {
       createdAt: new Date().toISOString(),
     };
     await store.create(meta, bytes);
-    try {
-      makeThumbnails(c.var.tasks, deps, meta);
-    } catch (error) {
-      // The manager is shutting down: the photo is stored as "processing"
-      // and its thumbnails are made at the next start.
-      console.warn(
-        `photo ${meta.id}: thumbnails deferred to the next start: ${
-          messageOf(error)
-        }`,
-      );
+    if (deps.enqueue !== undefined) {
+      let taskId: string;
+      try {
+        taskId = await deps.enqueue(meta.id);
+      } catch (error) {
+        // Not accepted: nothing is kept. (Had the task been stored after
+        // all, it finds no photo and does nothing.)
+        console.error(
+          `photo ${meta.id}: its thumbnails could not be queued: ${
+            messageOf(error)
+          }`,
+        );
+        await store.remove(meta.id);
+        c.header("Retry-After", "5");
+        return jsonError(
+          c,
+          503,
+          "The photo could not be queued for processing; try again later",
+        );
+      }
+      await markQueued(store, meta.id, taskId);
+    } else {
+      try {
+        makeThumbnails(c.var.tasks, deps, meta);
+      } catch (error) {
+        // The manager is shutting down: the photo is stored as "processing"
+        // and its thumbnails are made at the next start.
+        console.warn(
+          `photo ${meta.id}: thumbnails deferred to the next start: ${
+            messageOf(error)
+          }`,
+        );
+      }
     }
     c.header("Location", `/photos/${meta.id}`);
     return c.json({ photoId: meta.id, status: meta.status }, 201);
@@ -245,8 +281,28 @@ export function makeThumbnails(
   deps: PhotoDeps,
   meta: PhotoMeta,
 ): void {
-  const { store, pool } = deps;
+  const { store } = deps;
   const group = spawner.group({ failFast: true });
+  addThumbnails(group, deps, meta);
+  spawner.run(`finish photo ${meta.id}`, async () => {
+    const results = await group.awaitAll();
+    const failures = failuresOf(results);
+    if (failures.length > 0) {
+      console.error(`photo ${meta.id} failed: ${failures.join("; ")}`);
+      await store.saveMeta({
+        ...meta,
+        status: "failed",
+        error: failures.join("; "),
+      });
+    } else if (results.every((result) => result.status === "fulfilled")) {
+      await store.saveMeta({ ...meta, status: "ready" });
+    }
+  });
+}
+
+/** Adds the three thumbnail tasks of a photo to `group`, each in the worker pool. */
+function addThumbnails(group: Group, deps: PhotoDeps, meta: PhotoMeta): void {
+  const { store, pool } = deps;
   for (const width of THUMBNAIL_WIDTHS) {
     group.add(`thumbnail ${width}px ${meta.id}`, async ({ signal }) => {
       const original = await store.original(meta);
@@ -259,24 +315,110 @@ export function makeThumbnails(
       return { width: result.width, height: result.height };
     }, { timeout: THUMBNAIL_TIMEOUT });
   }
-  spawner.run(`finish photo ${meta.id}`, async () => {
-    const results = await group.awaitAll();
-    const failures = results.flatMap((result) =>
-      result.status === "rejected"
-        ? [`${result.name}: ${messageOf(result.error)}`]
-        : []
+}
+
+/** One line per failed task of a group: its name and its error. */
+function failuresOf(results: TaskResult<unknown>[]): string[] {
+  return results.flatMap((result) =>
+    result.status === "rejected"
+      ? [`${result.name}: ${messageOf(result.error)}`]
+      : []
+  );
+}
+
+/**
+ * Durable mode: the handler of the `make-thumbnails` task. Runs the same
+ * fail-fast group of three thumbnails in the worker pool, as tasks of
+ * `spawner` (the manager the queue delivers to), and marks the photo "ready";
+ * when one fails, the attempt fails (the queue retries it), and after the
+ * last attempt the photo is marked "failed". A photo no longer "processing"
+ * is left as it is (a task may be delivered twice), and so is one that is
+ * not there.
+ *
+ * @throws {Error} A thumbnail failed, or `signal` aborted them (the queue
+ * hands the task back).
+ */
+export async function thumbnailPhoto(
+  spawner: Spawner,
+  deps: PhotoDeps,
+  photoId: unknown,
+  { signal, attempt, attempts }: DurableContext,
+): Promise<void> {
+  if (typeof photoId !== "string" || !isUuid(photoId)) {
+    throw new TypeError(
+      `make-thumbnails: 'photoId' must be a photo's UUID, received ${
+        JSON.stringify(photoId) ?? "nothing"
+      }`,
     );
-    if (failures.length > 0) {
-      console.error(`photo ${meta.id} failed: ${failures.join("; ")}`);
-      await store.saveMeta({
-        ...meta,
-        status: "failed",
-        error: failures.join("; "),
-      });
-    } else if (results.every((result) => result.status === "fulfilled")) {
-      await store.saveMeta({ ...meta, status: "ready" });
+  }
+  const meta = await deps.store.meta(photoId);
+  if (meta === undefined) {
+    console.warn(`photo ${photoId}: not found; no thumbnails to make`);
+    return;
+  }
+  if (meta.status !== "processing") return;
+  const group = spawner.group({ failFast: true, signal });
+  addThumbnails(group, deps, meta);
+  const results = await group.awaitAll();
+  signal.throwIfAborted();
+  const failures = failuresOf(results);
+  if (failures.length === 0) {
+    if (results.every((result) => result.status === "fulfilled")) {
+      await deps.store.saveMeta({ ...meta, status: "ready" });
+      return;
     }
-  });
+    failures.push("a thumbnail was cancelled");
+  }
+  const error = failures.join("; ");
+  if (attempt < attempts) {
+    console.warn(
+      `photo ${meta.id}: thumbnails try ${attempt} of ${attempts} failed: ${error}`,
+    );
+  } else {
+    console.error(`photo ${meta.id} failed: ${error}`);
+    await deps.store.saveMeta({ ...meta, status: "failed", error });
+  }
+  throw new Error(error);
+}
+
+/**
+ * Durable mode, at start: queues the thumbnails of every photo left
+ * "processing" that has no task in the queue (its process died between
+ * storing the upload and queueing it); returns how many. The others are
+ * left to the queue, which still holds their tasks.
+ */
+export async function queueUnqueuedPhotos(deps: PhotoDeps): Promise<number> {
+  const { store, enqueue } = deps;
+  if (enqueue === undefined) return 0;
+  let queued = 0;
+  for (const meta of await store.list()) {
+    if (meta.status !== "processing" || await store.isQueued(meta.id)) {
+      continue;
+    }
+    await markQueued(store, meta.id, await enqueue(meta.id));
+    queued++;
+  }
+  return queued;
+}
+
+/**
+ * Records that a photo's task is queued. A failure is only logged: the task
+ * is stored, and at worst the photo is queued again at the next start.
+ */
+async function markQueued(
+  store: PhotoStore,
+  photoId: string,
+  taskId: string,
+): Promise<void> {
+  try {
+    await store.markQueued(photoId, taskId);
+  } catch (error) {
+    console.warn(
+      `photo ${photoId}: could not record its queued task ${taskId}: ${
+        messageOf(error)
+      }`,
+    );
+  }
 }
 
 /** Starts again the thumbnails of every photo left "processing"; returns how many. */

@@ -4,11 +4,21 @@
 //
 // DATA_DIR/
 //   photos/<uuid>/original.jpg|png, meta.json, 150.jpg, 300.jpg, 600.jpg
+//   photos/<uuid>/queued            durable mode: the id of its queued task
 //   photos/.incoming-<uuid>/        an upload being committed (renamed whole)
 //   outbox/<order uuid>.eml         confirmation emails (the default transport)
 //   orders.db                       SQLite
+//   tasks.sqlite                    durable mode on Deno KV: the task queue
 
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+} from "node:fs/promises";
 import { join } from "node:path";
 
 /** The only id format the server makes and accepts: `crypto.randomUUID()`. */
@@ -19,6 +29,13 @@ const UUID =
 export function isUuid(id: string): boolean {
   return UUID.test(id);
 }
+
+/**
+ * What an interrupted upload or write leaves is removed at start once it is
+ * this old, in ms: younger, it may belong to another process that shares the
+ * DATA_DIR (durable mode) and is writing it now.
+ */
+const LEFTOVER_AGE = 60_000;
 
 /** The widths of the thumbnails made for every photo, in pixels. */
 export const THUMBNAIL_WIDTHS = [150, 300, 600] as const;
@@ -84,16 +101,19 @@ export class PhotoStore {
     this.root = join(dataDir, "photos");
   }
 
-  /** Creates the folder, and removes what an interrupted upload or write left. */
+  /**
+   * Creates the folder, and removes what an interrupted upload or write left
+   * (once it is a minute old: another process may be writing it).
+   */
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true });
     for (const entry of await readdir(this.root, { withFileTypes: true })) {
       if (entry.name.startsWith(".incoming-")) {
-        await rm(join(this.root, entry.name), { recursive: true, force: true });
+        await removeLeftover(join(this.root, entry.name));
       } else if (entry.isDirectory() && isUuid(entry.name)) {
         for (const file of await readdir(join(this.root, entry.name))) {
           if (file.includes(".tmp-")) {
-            await rm(join(this.root, entry.name, file), { force: true });
+            await removeLeftover(join(this.root, entry.name, file));
           }
         }
       }
@@ -139,6 +159,31 @@ export class PhotoStore {
       join(this.#dir(meta.id), "meta.json"),
       JSON.stringify(meta),
     );
+  }
+
+  /**
+   * Durable mode: records that the photo's thumbnails are in the task queue,
+   * under the task id `enqueue` returned. Photos still "processing" without
+   * it are queued at the next start.
+   */
+  async markQueued(id: string, taskId: string): Promise<void> {
+    await writeFileAtomic(join(this.#dir(id), "queued"), taskId);
+  }
+
+  /** Whether {@linkcode PhotoStore.markQueued} was called for the photo. */
+  async isQueued(id: string): Promise<boolean> {
+    try {
+      await stat(join(this.#dir(id), "queued"));
+      return true;
+    } catch (error) {
+      if ((error as { code?: string }).code === "ENOENT") return false;
+      throw error;
+    }
+  }
+
+  /** Removes a photo and all its files; nothing happens if there is none. */
+  async remove(id: string): Promise<void> {
+    await rm(this.#dir(id), { recursive: true, force: true });
   }
 
   /** Every stored photo's metadata. */
@@ -195,4 +240,16 @@ export class PhotoStore {
     }
     return join(this.root, id);
   }
+}
+
+/** Removes a leftover file or folder once it is {@linkcode LEFTOVER_AGE} old. */
+async function removeLeftover(path: string): Promise<void> {
+  try {
+    if (Date.now() - (await stat(path)).mtimeMs < LEFTOVER_AGE) return;
+  } catch (error) {
+    // Gone already: its writer finished.
+    if ((error as { code?: string }).code === "ENOENT") return;
+    throw error;
+  }
+  await rm(path, { recursive: true, force: true });
 }
