@@ -134,20 +134,11 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
 
   /** What `console.log` shows on Deno, Bun and Node: the task, not its machinery. */
   [Symbol.for("Deno.customInspect")](): string {
-    return this.#describe();
+    return describe(this);
   }
 
   [Symbol.for("nodejs.util.inspect.custom")](): string {
-    return this.#describe();
-  }
-
-  #describe(): string {
-    const startedAt = this.startedAt;
-    return `Task { id: "${this.id}", name: ${
-      JSON.stringify(this.name)
-    }, status: "${this.status}"${
-      startedAt ? `, startedAt: ${startedAt.toISOString()}` : ""
-    } }`;
+    return describe(this);
   }
 
   /** The task's own signal, made on first read. */
@@ -165,6 +156,19 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
     if (event.target === extra.timeoutSignal) this.scheduler.expire(this);
     else this.scheduler.cancel(this, extra.external!.reason);
   }
+}
+
+/**
+ * A task as `console.log` shows it. (A module function, not a private
+ * method: a class with private methods stores a brand in every instance.)
+ */
+function describe(task: TaskRecord<unknown>): string {
+  const startedAt = task.startedAt;
+  return `Task { id: "${task.id}", name: ${
+    JSON.stringify(task.name)
+  }, status: "${task.status}"${
+    startedAt ? `, startedAt: ${startedAt.toISOString()}` : ""
+  } }`;
 }
 
 /** The fields of a task that only some tasks need. */
