@@ -202,17 +202,10 @@ type WaitUntil = (promise: Promise<void>) => void;
  */
 function waitUntilOf(c: Context): WaitUntil | undefined {
   let ctx: unknown;
-  // Hono's getter throws where there is no execution context (Deno, Bun,
-  // Node): most of the middleware's cost per request was that error's stack
-  // trace, which nobody reads.
-  const stackTraceLimit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
   try {
     ctx = c.executionCtx;
   } catch {
     return undefined;
-  } finally {
-    Error.stackTraceLimit = stackTraceLimit;
   }
   const target = ctx as { waitUntil?: unknown } | null | undefined;
   if (typeof target?.waitUntil !== "function") return undefined;
