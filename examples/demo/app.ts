@@ -62,8 +62,11 @@ export interface DemoConfig {
   mailRetryDelay: number;
   /** Sends the emails; by default `.eml` files in `DATA_DIR/outbox/`. */
   transport?: MailTransport;
-  /** Benchmark knob: `false` makes `POST /orders` send no confirmation email. */
-  sendEmails?: boolean;
+  /**
+   * Benchmark knob: `false` makes `POST /orders` send no confirmation email;
+   * `"noop"` starts an empty task in its place (bench/server.ts).
+   */
+  sendEmails?: boolean | "noop";
   /** Benchmark knob: `true` does the image work on the main thread, not in workers. */
   imagesOnMainThread?: boolean;
   /**

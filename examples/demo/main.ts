@@ -30,6 +30,8 @@
 // Benchmark knobs (bench/server.ts, bench/health.ts), off by default:
 //   SEND_EMAILS=0            POST /orders sends no confirmation email: the
 //                            same handler without its background task
+//   SEND_EMAILS=noop         POST /orders starts an empty task instead of
+//                            the email (same name): the manager's own cost
 //   IMAGES_ON_MAIN_THREAD=1  decode and resize images on the main thread
 //                            instead of the worker pool
 //
@@ -82,6 +84,17 @@ function integer(
     );
   }
   return value;
+}
+
+/** Reads SEND_EMAILS: "1" (the default), "0" or "noop". */
+function sendEmails(): boolean | "noop" {
+  const raw = process.env.SEND_EMAILS ?? "";
+  if (raw === "" || raw === "1") return true;
+  if (raw === "0") return false;
+  if (raw === "noop") return "noop";
+  throw new RangeError(
+    `SEND_EMAILS must be "1", "0" or "noop", received ${JSON.stringify(raw)}`,
+  );
 }
 
 /** Reads the durable mode's settings; `undefined` when it is off. */
@@ -192,7 +205,7 @@ async function main(): Promise<void> {
       workers: process.env.WORKERS ? integer("WORKERS", 1, 1, 64) : undefined,
       mailAttempts: integer("MAIL_ATTEMPTS", 4, 1, 100),
       mailRetryDelay: integer("MAIL_RETRY_MS", 500, 0, 600_000),
-      sendEmails: integer("SEND_EMAILS", 1, 0, 1) === 1,
+      sendEmails: sendEmails(),
       imagesOnMainThread: integer("IMAGES_ON_MAIN_THREAD", 0, 0, 1) === 1,
       durable: durable(dataDir),
     };
