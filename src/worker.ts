@@ -37,7 +37,7 @@ import type {
   WorkerRequest,
 } from "./_worker_protocol.ts";
 import { Queue } from "./_queue.ts";
-import { checkOptions, checkSignal, show } from "./_validate.ts";
+import { checkCount, checkOptions, checkSignal, show } from "./_validate.ts";
 
 /**
  * Options for {@linkcode WorkerPool}.
@@ -336,18 +336,7 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     this.#module = moduleUrl(where, module);
     checkOptions(where, options);
     const size = options.size;
-    if (size !== undefined) {
-      if (typeof size !== "number") {
-        throw new TypeError(
-          `${where}: 'size' must be a positive integer, received ${show(size)}`,
-        );
-      }
-      if (!(Number.isInteger(size) && size > 0)) {
-        throw new RangeError(
-          `${where}: 'size' must be a positive integer, received ${size}`,
-        );
-      }
-    }
+    checkCount(where, "size", size);
     const name = options.export;
     if (name !== undefined && (typeof name !== "string" || name === "")) {
       throw new TypeError(
