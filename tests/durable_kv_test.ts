@@ -13,6 +13,11 @@ import type { TaskEvent } from "../mod.ts";
 import { DenoKvBackend, DurableQueue } from "../src/durable.ts";
 import type { KvDatabase } from "../src/durable.ts";
 import { Child, within } from "./fixtures/durable/_process.ts";
+import {
+  backendScenarios,
+  settles,
+  starts,
+} from "./fixtures/durable/_scenarios.ts";
 import { gate, test } from "./_harness.ts";
 
 type Deno = {
@@ -54,37 +59,6 @@ const KV_LEASE = 5_000 + 700;
 
 const WORKER = "./worker.ts";
 
-/** Resolves with the next `count` settle events of `tasks`. */
-function settles(tasks: TaskManager, count: number): Promise<TaskEvent[]> {
-  const events: TaskEvent[] = [];
-  const all = new Promise<TaskEvent[]>((resolve) => {
-    const listener = (event: TaskEvent) => {
-      events.push(event);
-      if (events.length === count) {
-        tasks.removeEventListener("settle", listener);
-        resolve(events);
-      }
-    };
-    tasks.addEventListener("settle", listener);
-  });
-  return within(all, 10_000, () => `${events.length} of ${count} settled`);
-}
-
-/** Resolves once `count` tasks started, or fails after 10 s. */
-function starts(tasks: TaskManager, count: number): Promise<void> {
-  let started = 0;
-  const all = new Promise<void>((resolve) => {
-    const listener = () => {
-      if (++started === count) {
-        tasks.removeEventListener("start", listener);
-        resolve();
-      }
-    };
-    tasks.addEventListener("start", listener);
-  });
-  return within(all, 10_000, () => `${started} of ${count} started`);
-}
-
 /** Enqueues one task into the file from this process, and closes it again. */
 async function enqueue(
   file: string,
@@ -122,86 +96,15 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-kvTest(
-  "DenoKvBackend runs a task through the manager, then forgets it",
-  async (file) => {
-    const queue = new DurableQueue(await DenoKvBackend.open(file));
-    const seen: unknown[] = [];
-    queue.define("send-confirmation", (payload, { attempt }) => {
-      seen.push({ payload, attempt });
-    });
-    const tasks = new TaskManager();
-    const settled = settles(tasks, 1);
-    queue.consume(tasks);
-    await queue.enqueue("send-confirmation", { order: "A-1" });
-    const [event] = await settled;
-    assert.equal(event.task.name, "send-confirmation");
-    assert.equal(event.task.status, "fulfilled");
-    await tasks.shutdown();
-    await queue.close();
-    assert.deepEqual(seen, [{ payload: { order: "A-1" }, attempt: 1 }]);
-    assert.deepEqual(await keys(file), []);
-  },
-);
-
-kvTest(
-  "DenoKvBackend retries a failing task, then keeps it as a dead letter",
-  async (file) => {
-    const queue = new DurableQueue(await DenoKvBackend.open(file), {
-      attempts: 3,
-      backoff: 20,
-    });
-    queue.define("charge", (_payload, { attempt }) => {
-      throw new Error(`declined ${attempt}`);
-    });
-    const tasks = new TaskManager({ onError: () => {} });
-    const settled = settles(tasks, 3);
-    queue.consume(tasks);
-    const id = await queue.enqueue("charge", { order: "A-1" });
-    const events = await settled;
-    assert.deepEqual(events.map((e) => e.task.status), [
-      "rejected",
-      "rejected",
-      "rejected",
-    ]);
-    await tasks.shutdown();
-    await queue.close();
-    const reader = new DurableQueue(await DenoKvBackend.open(file));
-    try {
-      const letters = await reader.deadLetters();
-      assert.equal(letters.length, 1);
-      assert.equal(letters[0].id, id);
-      assert.equal(letters[0].name, "charge");
-      assert.deepEqual(letters[0].payload, { order: "A-1" });
-      assert.equal(letters[0].attempts, 3);
-      assert.equal(letters[0].error, "declined 3");
-    } finally {
-      await reader.close();
-    }
-    assert.deepEqual(await keys(file), ["dead"]);
-  },
-);
-
-kvTest(
-  "DenoKvBackend delivers a delayed task not before its delay",
-  async (file) => {
-    const queue = new DurableQueue(await DenoKvBackend.open(file));
-    let ranAt = 0;
-    queue.define("later", () => {
-      ranAt = Date.now();
-    });
-    const tasks = new TaskManager();
-    const settled = settles(tasks, 1);
-    queue.consume(tasks);
-    const before = Date.now();
-    await queue.enqueue("later", null, { delay: 300 });
-    await settled;
-    // Deno KV stores due times in whole milliseconds.
-    assert.ok(ranAt - before >= 299, `ran after ${ranAt - before} ms`);
-    await tasks.shutdown();
-    await queue.close();
-  },
-);
+backendScenarios("DenoKvBackend", (name, body) =>
+  kvTest(name, (file) =>
+    body({
+      open: () => DenoKvBackend.open(file),
+      afterwards: async (left) =>
+        assert.deepEqual(await keys(file), left === "nothing" ? [] : ["dead"]),
+      // Deno KV stores due times in whole milliseconds.
+      earlyBy: 1,
+    })));
 
 kvTest(
   "DenoKvBackend hands the manager at most `concurrency` tasks at once",

@@ -9,7 +9,8 @@ import { test as nodeTest } from "node:test";
 import { TaskManager } from "../mod.ts";
 import type { TaskEvent } from "../mod.ts";
 import { DurableQueue, RedisBackend } from "../src/durable.ts";
-import { Child, within } from "./fixtures/durable/_process.ts";
+import { Child } from "./fixtures/durable/_process.ts";
+import { backendScenarios, settles } from "./fixtures/durable/_scenarios.ts";
 import {
   freePort,
   redisMissing,
@@ -51,22 +52,6 @@ const WORKER = "./worker.ts";
 /** Short locks, so that a killed worker's task comes back within seconds. */
 const WORKER_OPTIONS = JSON.stringify({ lockDuration: 1000 });
 
-/** Resolves with the next `count` settle events of `tasks`. */
-function settles(tasks: TaskManager, count: number): Promise<TaskEvent[]> {
-  const events: TaskEvent[] = [];
-  const all = new Promise<TaskEvent[]>((resolve) => {
-    const listener = (event: TaskEvent) => {
-      events.push(event);
-      if (events.length === count) {
-        tasks.removeEventListener("settle", listener);
-        resolve(events);
-      }
-    };
-    tasks.addEventListener("settle", listener);
-  });
-  return within(all, 10_000, () => `${events.length} of ${count} settled`);
-}
-
 /** Enqueues one task from this process. */
 async function enqueue(
   url: string,
@@ -84,81 +69,10 @@ async function enqueue(
   }
 }
 
-redisTest("RedisBackend runs a task through the manager", async ({ url }) => {
-  const queue = new DurableQueue(await RedisBackend.open(url));
-  const seen: unknown[] = [];
-  queue.define("send-confirmation", (payload, { attempt }) => {
-    seen.push({ payload, attempt });
-  });
-  const tasks = new TaskManager();
-  const settled = settles(tasks, 1);
-  queue.consume(tasks);
-  await queue.enqueue("send-confirmation", { order: "A-1" });
-  const [event] = await settled;
-  assert.equal(event.task.name, "send-confirmation");
-  assert.equal(event.task.status, "fulfilled");
-  await tasks.shutdown();
-  assert.deepEqual(await queue.deadLetters(), []);
-  await queue.close();
-  assert.deepEqual(seen, [{ payload: { order: "A-1" }, attempt: 1 }]);
-});
-
-redisTest(
-  "RedisBackend retries a failing task, then keeps it as a dead letter",
-  async ({ url }) => {
-    const queue = new DurableQueue(await RedisBackend.open(url), {
-      attempts: 3,
-      backoff: 20,
-    });
-    queue.define("charge", (_payload, { attempt }) => {
-      throw new Error(`declined ${attempt}`);
-    });
-    const tasks = new TaskManager({ onError: () => {} });
-    const settled = settles(tasks, 3);
-    queue.consume(tasks);
-    const id = await queue.enqueue("charge", { order: "A-1" });
-    const events = await settled;
-    assert.deepEqual(events.map((e) => e.task.status), [
-      "rejected",
-      "rejected",
-      "rejected",
-    ]);
-    await tasks.shutdown();
-    await queue.close();
-    const reader = new DurableQueue(await RedisBackend.open(url));
-    try {
-      const letters = await reader.deadLetters();
-      assert.equal(letters.length, 1);
-      assert.equal(letters[0].id, id);
-      assert.equal(letters[0].name, "charge");
-      assert.deepEqual(letters[0].payload, { order: "A-1" });
-      assert.equal(letters[0].attempts, 3);
-      assert.equal(letters[0].error, "declined 3");
-      assert.ok(letters[0].failedAt instanceof Date);
-    } finally {
-      await reader.close();
-    }
-  },
-);
-
-redisTest(
-  "RedisBackend delivers a delayed task not before its delay",
-  async ({ url }) => {
-    const queue = new DurableQueue(await RedisBackend.open(url));
-    let ranAt = 0;
-    queue.define("later", () => {
-      ranAt = Date.now();
-    });
-    const tasks = new TaskManager();
-    const settled = settles(tasks, 1);
-    queue.consume(tasks);
-    const before = Date.now();
-    await queue.enqueue("later", null, { delay: 300 });
-    await settled;
-    assert.ok(ranAt - before >= 299, `ran after ${ranAt - before} ms`);
-    await tasks.shutdown();
-    await queue.close();
-  },
+backendScenarios(
+  "RedisBackend",
+  (name, body) =>
+    redisTest(name, ({ url }) => body({ open: () => RedisBackend.open(url) })),
 );
 
 redisTest(

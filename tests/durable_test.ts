@@ -18,22 +18,8 @@ import {
   type ListenOptions,
   MemoryBackend,
 } from "../src/durable.ts";
+import { settles } from "./fixtures/durable/_scenarios.ts";
 import { flush, gate, test } from "./_harness.ts";
-
-/** Resolves with the next `count` settle events of `tasks`. */
-function settles(tasks: TaskManager, count: number): Promise<TaskEvent[]> {
-  const events: TaskEvent[] = [];
-  return new Promise((resolve) => {
-    const listener = (event: TaskEvent) => {
-      events.push(event);
-      if (events.length === count) {
-        tasks.removeEventListener("settle", listener);
-        resolve(events);
-      }
-    };
-    tasks.addEventListener("settle", listener);
-  });
-}
 
 /** A backend that tells when a delivery reported its outcome. */
 class OutcomeSpy extends MemoryBackend {
