@@ -9,7 +9,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test as nodeTest } from "node:test";
 import { TaskManager } from "../mod.ts";
-import type { TaskEvent } from "../mod.ts";
 import { DenoKvBackend, DurableQueue } from "../src/durable.ts";
 import type { KvDatabase } from "../src/durable.ts";
 import { Child, within } from "./fixtures/durable/_process.ts";

@@ -6,11 +6,9 @@
 
 import assert from "node:assert/strict";
 import { test as nodeTest } from "node:test";
-import { TaskManager } from "../mod.ts";
-import type { TaskEvent } from "../mod.ts";
 import { DurableQueue, RedisBackend } from "../src/durable.ts";
 import { Child } from "./fixtures/durable/_process.ts";
-import { backendScenarios, settles } from "./fixtures/durable/_scenarios.ts";
+import { backendScenarios } from "./fixtures/durable/_scenarios.ts";
 import {
   freePort,
   redisMissing,
