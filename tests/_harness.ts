@@ -90,3 +90,22 @@ export function nextEvent<E extends Event>(
     })
   );
 }
+
+/**
+ * Counts the listeners added to and removed from `signal` from now on, by
+ * wrapping its two methods: `count()` is how many are attached.
+ */
+export function countListeners(signal: AbortSignal): () => number {
+  let listeners = 0;
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = (...args: Parameters<typeof add>) => {
+    listeners++;
+    add(...args);
+  };
+  signal.removeEventListener = (...args: Parameters<typeof remove>) => {
+    listeners--;
+    remove(...args);
+  };
+  return () => listeners;
+}

@@ -14,6 +14,7 @@ import type { KvDatabase } from "../src/durable.ts";
 import { Child, within } from "./fixtures/durable/_process.ts";
 import {
   backendScenarios,
+  enqueueOnce,
   settles,
   starts,
 } from "./fixtures/durable/_scenarios.ts";
@@ -58,21 +59,13 @@ const KV_LEASE = 5_000 + 700;
 
 const WORKER = "./worker.ts";
 
-/** Enqueues one task into the file from this process, and closes it again. */
+/** Enqueues one task from this process. */
 async function enqueue(
   file: string,
   name: string,
   payload: unknown,
 ): Promise<string> {
-  const queue = new DurableQueue(await DenoKvBackend.open(file), {
-    backoff: 50,
-  });
-  queue.define(name, () => {});
-  try {
-    return await queue.enqueue(name, payload);
-  } finally {
-    await queue.close();
-  }
+  return enqueueOnce(await DenoKvBackend.open(file), name, payload);
 }
 
 /** The keys left under the backend's prefix (state records, dead letters). */

@@ -6,9 +6,12 @@
 
 import assert from "node:assert/strict";
 import { test as nodeTest } from "node:test";
-import { DurableQueue, RedisBackend } from "../src/durable.ts";
+import { RedisBackend } from "../src/durable.ts";
 import { Child } from "./fixtures/durable/_process.ts";
-import { backendScenarios } from "./fixtures/durable/_scenarios.ts";
+import {
+  backendScenarios,
+  enqueueOnce,
+} from "./fixtures/durable/_scenarios.ts";
 import {
   freePort,
   redisMissing,
@@ -56,15 +59,7 @@ async function enqueue(
   name: string,
   payload: unknown,
 ): Promise<string> {
-  const queue = new DurableQueue(await RedisBackend.open(url), {
-    backoff: 50,
-  });
-  queue.define(name, () => {});
-  try {
-    return await queue.enqueue(name, payload);
-  } finally {
-    await queue.close();
-  }
+  return enqueueOnce(await RedisBackend.open(url), name, payload);
 }
 
 backendScenarios(

@@ -5,7 +5,7 @@ import {
   type TaskInfo,
   TaskManager,
 } from "../mod.ts";
-import { flush, gate, test } from "./_harness.ts";
+import { countListeners, flush, gate, test } from "./_harness.ts";
 
 function quietManager(
   options: ConstructorParameters<typeof TaskManager>[0] = {},
@@ -155,27 +155,17 @@ test("TaskGroup({ signal }) aborting cancels the whole group with the reason", a
 
 test("TaskGroup({ signal }) holds a listener only while a task is unsettled", async () => {
   const signal = new AbortController().signal;
-  let listeners = 0;
-  const add = signal.addEventListener.bind(signal);
-  const remove = signal.removeEventListener.bind(signal);
-  signal.addEventListener = (...args: Parameters<typeof add>) => {
-    listeners++;
-    add(...args);
-  };
-  signal.removeEventListener = (...args: Parameters<typeof remove>) => {
-    listeners--;
-    remove(...args);
-  };
+  const listeners = countListeners(signal);
   const group = new TaskGroup({ signal });
   group.add("a", () => {});
   group.add("b", () => {});
-  assert.equal(listeners, 1);
+  assert.equal(listeners(), 1);
   await group.awaitAll();
-  assert.equal(listeners, 0);
+  assert.equal(listeners(), 0);
   group.add("c", () => {});
-  assert.equal(listeners, 1);
+  assert.equal(listeners(), 1);
   await group.awaitAll();
-  assert.equal(listeners, 0);
+  assert.equal(listeners(), 0);
 });
 
 test("TaskGroup({ signal }) already aborted: added tasks never start", async () => {

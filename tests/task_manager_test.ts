@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { type TaskEvent, type TaskInfo, TaskManager } from "../mod.ts";
-import { flush, gate, nextEvent, test } from "./_harness.ts";
+import { countListeners, flush, gate, nextEvent, test } from "./_harness.ts";
 
 /** A manager whose failures are collected instead of logged. */
 function quietManager(
@@ -552,24 +552,14 @@ test("run({ signal }) aborted while queued removes the task", async () => {
 test("run({ signal }) removes its abort listener once the task settles", async () => {
   const { tasks } = quietManager();
   const signal = new AbortController().signal;
-  let listeners = 0;
-  const add = signal.addEventListener.bind(signal);
-  const remove = signal.removeEventListener.bind(signal);
-  signal.addEventListener = (...args: Parameters<typeof add>) => {
-    listeners++;
-    add(...args);
-  };
-  signal.removeEventListener = (...args: Parameters<typeof remove>) => {
-    listeners--;
-    remove(...args);
-  };
+  const listeners = countListeners(signal);
   for (let i = 0; i < 3; i++) tasks.run(`t${i}`, () => {}, { signal });
   tasks.run("fails", () => {
     throw new Error("x");
   }, { signal });
-  assert.equal(listeners, 4);
+  assert.equal(listeners(), 4);
   await tasks.idle();
-  assert.equal(listeners, 0);
+  assert.equal(listeners(), 0);
 });
 
 // --- timeout ---
