@@ -16,7 +16,7 @@
 // - every listener added to a per-task signal is removed when the task settles.
 
 import { Queue } from "./_queue.ts";
-import { TaskEvent, type TaskEventType } from "./task_event.ts";
+import { taskEvent, type TaskEventType } from "./task_event.ts";
 import type {
   RunOptions,
   Task,
@@ -124,12 +124,12 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
   }
 
   toJSON(): TaskInfo {
-    return {
-      id: this.id,
-      name: this.name,
-      status: this.status,
-      startedAt: this.startedAt,
-    };
+    return this.snapshot(this.status);
+  }
+
+  /** A snapshot, with the status given (an event's status at dispatch). */
+  snapshot(status: TaskStatus): TaskInfo {
+    return { id: this.id, name: this.name, status, startedAt: this.startedAt };
   }
 
   /** What `console.log` shows on Deno, Bun and Node: the task, not its machinery. */
@@ -458,16 +458,14 @@ export class Scheduler {
   }
 
   #dispatch(type: TaskEventType, task: TaskRecord): void {
-    const info = task.toJSON();
-    let event: TaskEvent;
-    if (type !== "settle") {
-      event = new TaskEvent(type, { task: info, reason: task.result });
-    } else if (task.status === "fulfilled") {
-      event = new TaskEvent(type, { task: info, value: task.result });
-    } else if (task.status === "rejected") {
-      event = new TaskEvent(type, { task: info, error: task.result });
-    } else event = new TaskEvent(type, { task: info, reason: task.result });
-    this.#target.dispatchEvent(event);
+    const { status, result } = task;
+    this.#target.dispatchEvent(
+      type !== "settle" || status === "cancelled"
+        ? taskEvent(type, task, status, undefined, undefined, result)
+        : status === "fulfilled"
+        ? taskEvent(type, task, status, result, undefined, undefined)
+        : taskEvent(type, task, status, undefined, result, undefined),
+    );
   }
 
   /** Resolves `true` once idle, or `false` when `signal` aborts first. */

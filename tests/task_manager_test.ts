@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
-import { type TaskEvent, type TaskInfo, TaskManager } from "../mod.ts";
+import { TaskEvent, type TaskInfo, TaskManager } from "../mod.ts";
 import { countListeners, flush, gate, nextEvent, test } from "./_harness.ts";
 
 /** A manager whose failures are collected instead of logged. */
@@ -629,6 +629,62 @@ test("addEventListener() sees start then settle, with the value", async () => {
   assert.equal(events[0].task.status, "running");
   assert.equal(events[1].task.status, "fulfilled");
   assert.equal(events[1].value, "result");
+});
+
+test("addEventListener() event.task read later is the task as it was at dispatch", async () => {
+  const { tasks } = quietManager({ concurrency: 1 });
+  const events: TaskEvent[] = [];
+  for (const type of ["start", "cancel", "settle"] as const) {
+    tasks.addEventListener(type, (e) => events.push(e));
+  }
+  const open = gate();
+  const running = tasks.run("running", () => open.promise);
+  const waiting = tasks.run("waiting", () => {});
+  await flush();
+  waiting.cancel("not needed");
+  open.resolve();
+  await tasks.idle();
+  // Nothing was read while the tasks ran: every snapshot is read only now.
+  assert.deepEqual(
+    events.map((e) => [e.type, e.task.name, e.task.status]),
+    [
+      ["start", "running", "running"],
+      ["cancel", "waiting", "pending"],
+      ["settle", "waiting", "cancelled"],
+      ["settle", "running", "fulfilled"],
+    ],
+  );
+  assert.ok(events[0].task.startedAt instanceof Date);
+  assert.equal(
+    events[0].task.startedAt.getTime(),
+    running.startedAt!.getTime(),
+  );
+  assert.equal(events[1].task.startedAt, undefined);
+  assert.equal(events[0].task, events[0].task, "one snapshot per event");
+  assert.deepEqual(JSON.parse(JSON.stringify(events[3].task)), {
+    id: running.id,
+    name: "running",
+    status: "fulfilled",
+    startedAt: running.startedAt!.toISOString(),
+  });
+});
+
+test("new TaskEvent() without init.task is a TypeError that names it", () => {
+  assert.throws(
+    // @ts-expect-error: the missing task is the point
+    () => new TaskEvent("start", {}),
+    { name: "TypeError", message: /init\.task/ },
+  );
+  const task = {
+    id: "1",
+    name: "n",
+    status: "running",
+    startedAt: undefined,
+  } as const;
+  const event = new TaskEvent("start", { task, value: 1 });
+  assert.equal(event.task, task);
+  assert.equal(event.value, 1);
+  assert.ok(event instanceof Event);
 });
 
 test("addEventListener() settle carries error for rejected and reason for cancelled", async () => {
