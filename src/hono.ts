@@ -229,16 +229,21 @@ function withWaitUntil(
   return { ...options, waitUntil };
 }
 
-/** Probes the execution context once, on the first task of the request. */
-class Probe {
+class Facade implements RequestTasks {
+  readonly manager: TaskManager;
   readonly #c: Context;
   #probed = false;
-  #waitUntil: WaitUntil | undefined;
+  #waitUntil: WaitUntil | undefined = undefined;
 
-  constructor(c: Context) {
+  constructor(manager: TaskManager, c: Context) {
+    this.manager = manager;
     this.#c = c;
   }
 
+  /**
+   * A task's options with the request's `waitUntil` added; the execution
+   * context is probed once, on the request's first task.
+   */
   options(options: RunOptions | undefined): RunOptions | undefined {
     if (!this.#probed) {
       this.#probed = true;
@@ -246,23 +251,13 @@ class Probe {
     }
     return withWaitUntil(this.#waitUntil, options);
   }
-}
-
-class Facade implements RequestTasks {
-  readonly manager: TaskManager;
-  readonly #probe: Probe;
-
-  constructor(manager: TaskManager, probe: Probe) {
-    this.manager = manager;
-    this.#probe = probe;
-  }
 
   run(
     name: string,
     fn: TaskFunction<unknown>,
     options?: RunOptions,
   ): TaskHandle {
-    return this.manager.run(name, fn, this.#probe.options(options));
+    return this.manager.run(name, fn, this.options(options));
   }
 
   runWithResult<T>(
@@ -270,21 +265,21 @@ class Facade implements RequestTasks {
     fn: TaskFunction<T>,
     options?: RunOptions,
   ): Task<T> {
-    return this.manager.runWithResult(name, fn, this.#probe.options(options));
+    return this.manager.runWithResult(name, fn, this.options(options));
   }
 
   group(options?: Omit<TaskGroupOptions, "manager">): RequestTaskGroup {
-    return new GroupFacade(this.manager.group(options), this.#probe);
+    return new GroupFacade(this.manager.group(options), this);
   }
 }
 
 class GroupFacade implements RequestTaskGroup {
   readonly group: TaskGroup;
-  readonly #probe: Probe;
+  readonly #tasks: Facade;
 
-  constructor(group: TaskGroup, probe: Probe) {
+  constructor(group: TaskGroup, tasks: Facade) {
     this.group = group;
-    this.#probe = probe;
+    this.#tasks = tasks;
   }
 
   get activeCount(): number {
@@ -292,7 +287,7 @@ class GroupFacade implements RequestTaskGroup {
   }
 
   add<T>(name: string, fn: TaskFunction<T>, options?: RunOptions): Task<T> {
-    return this.group.add(name, fn, this.#probe.options(options));
+    return this.group.add(name, fn, this.#tasks.options(options));
   }
 
   awaitAll(): Promise<TaskResult<unknown>[]> {
@@ -364,8 +359,8 @@ export function backgroundTasks(
       }`,
     );
   }
-  return async (c, next) => {
-    c.set("tasks", new Facade(manager, new Probe(c)));
-    await next();
+  return (c, next) => {
+    c.set("tasks", new Facade(manager, c));
+    return next();
   };
 }
