@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ExecutionContext, Hono } from "hono";
+import { type Context, type ExecutionContext, Hono } from "hono";
 import { TaskManager } from "../mod.ts";
 import {
   backgroundTasks,
@@ -289,4 +289,78 @@ test("backgroundTasks() rejects a manager that is not a TaskManager", () => {
     name: "TypeError",
     message: /received undefined/,
   });
+});
+
+test("backgroundTasks() with executionContext: false never reads c.executionCtx", async () => {
+  const registered: Promise<void>[] = [];
+  const tasks = new TaskManager({
+    waitUntil: (promise) => registered.push(promise),
+  });
+  // A context whose waitUntil records each read: the default reads it for a
+  // request with tasks; `false` never does, and uses the manager's own.
+  let reads = 0;
+  const { ctx, kept } = executionContext();
+  const counted = {
+    ...ctx,
+    get waitUntil() {
+      reads++;
+      return ctx.waitUntil;
+    },
+  };
+  const handler = (c: Context<BackgroundTasksEnv>) => {
+    c.var.tasks.run("a", () => {});
+    c.var.tasks.group().add("b", () => 1);
+    return c.text("ok");
+  };
+  const probing = new Hono<BackgroundTasksEnv>();
+  probing.use(backgroundTasks(tasks, { executionContext: true }));
+  probing.get("/", handler);
+  const skipping = new Hono<BackgroundTasksEnv>();
+  skipping.use(backgroundTasks(tasks, { executionContext: false }));
+  skipping.get("/", handler);
+
+  assert.equal((await probing.request("/", {}, {}, counted)).status, 200);
+  const readsWhenProbing = reads;
+  assert.ok(readsWhenProbing > 0);
+  assert.equal(kept.length, 2);
+  assert.equal(registered.length, 0);
+
+  assert.equal((await skipping.request("/", {}, {}, counted)).status, 200);
+  assert.equal(reads, readsWhenProbing, "not read at all");
+  assert.equal(kept.length, 2);
+  assert.equal(
+    registered.length,
+    2,
+    "the manager's waitUntil, as without a context",
+  );
+  await Promise.all([...kept, ...registered]);
+  assert.equal(tasks.activeCount + tasks.pendingCount, 0);
+});
+
+test("backgroundTasks() rejects options of the wrong type, naming them", () => {
+  const tasks = new TaskManager();
+  assert.throws(
+    () =>
+      backgroundTasks(tasks, { executionContext: "no" as unknown as boolean }),
+    {
+      name: "TypeError",
+      message:
+        `Cannot create backgroundTasks middleware: 'executionContext' must be a boolean, received "no"`,
+    },
+  );
+  assert.throws(
+    () => backgroundTasks(tasks, 5 as unknown as { executionContext: boolean }),
+    { name: "TypeError", message: /'options' must be an object, received 5/ },
+  );
+  assert.throws(
+    () =>
+      backgroundTasks(tasks, null as unknown as { executionContext: boolean }),
+    {
+      name: "TypeError",
+      message: /'options' must be an object, received null/,
+    },
+  );
+  // Left out, or undefined, the default (true) holds.
+  backgroundTasks(tasks, {});
+  backgroundTasks(tasks, { executionContext: undefined });
 });
