@@ -180,7 +180,9 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       if (--requests === 0) drained?.();
     }
   });
-  app.use(backgroundTasks(manager));
+  // main.ts serves the app with Deno.serve or Bun.serve, which never give an
+  // execution context: no request needs to look for one.
+  app.use(backgroundTasks(manager, { executionContext: false }));
 
   app.get("/", (c) => {
     // The page loads nothing from elsewhere; say so to the browser.
