@@ -6,7 +6,7 @@
 //
 // With names, runs only those benchmarks (and the chart). Each benchmark
 // writes its results to bench/results/; a failed one stops the run with its
-// exit code. About 3 minutes under Deno, 4 under Bun, on 2 cores.
+// exit code. About 3.5 minutes under Deno and under Bun, on 2 cores.
 
 import { spawnSync } from "node:child_process";
 import process from "node:process";

@@ -11,13 +11,13 @@
 //
 // Each runtime benchmarks its own server: the demo is started with this
 // process's executable. The four servers run side by side, each warmed up
-// for 1 s; then 5 rounds of 3 s per variant, interleaved (the order rotates
+// for 1 s; then 8 rounds of 3 s per variant, interleaved (the order rotates
 // each round), with `wrk -t1 -c32`. After each round the bench waits until the
 // server has no task left, so one round's emails never run in the next one's
 // time. It also reads the server's CPU time (all threads, from /proc) over the
 // round and the wait. Then one more 3 s round per variant, under the runtime's
 // `--cpu-prof` (all but the A/A server), says where the main thread's time
-// goes. About a minute and a half.
+// goes. About two minutes.
 //
 // Latencies: a round's latencies are used only if wrk's own figures keep to
 // Little's law (requests × mean latency ÷ time, the requests in flight on
@@ -66,7 +66,7 @@ function setting(name: string, fallback: number, max: number): number {
   return value;
 }
 
-const ROUNDS = setting("BENCH_ROUNDS", 5, 100);
+const ROUNDS = setting("BENCH_ROUNDS", 8, 100);
 const SECONDS = 3;
 const WARM_UP_SECONDS = 1;
 const PROFILE_SECONDS = 3;
