@@ -39,7 +39,7 @@
  */
 
 import type { Context, MiddlewareHandler } from "hono";
-import { show } from "./_validate.ts";
+import { checkBoolean, checkOptions, show } from "./_validate.ts";
 import type { TaskGroup, TaskGroupOptions, TaskResult } from "./task_group.ts";
 import { TaskManager } from "./task_manager.ts";
 import type { RunOptions, Task, TaskFunction, TaskHandle } from "./types.ts";
@@ -374,24 +374,15 @@ export function backgroundTasks(
   manager: TaskManager,
   options?: BackgroundTasksOptions,
 ): MiddlewareHandler<BackgroundTasksEnv> {
-  const fail = (what: string, value: unknown) =>
-    new TypeError(
-      `Cannot create backgroundTasks middleware: ${what}, received ${
-        show(value)
-      }`,
-    );
+  const where = "Cannot create backgroundTasks middleware";
   if (!(manager instanceof TaskManager)) {
-    throw fail("'manager' must be a TaskManager", manager);
+    throw new TypeError(
+      `${where}: 'manager' must be a TaskManager, received ${show(manager)}`,
+    );
   }
-  if (
-    options !== undefined && (typeof options !== "object" || options === null)
-  ) {
-    throw fail("'options' must be an object", options);
-  }
+  checkOptions(where, options);
+  checkBoolean(where, "executionContext", options?.executionContext);
   const probe = options?.executionContext ?? true;
-  if (typeof probe !== "boolean") {
-    throw fail("'executionContext' must be a boolean", probe);
-  }
   return (c, next) => {
     c.set("tasks", new Facade(manager, c, probe));
     return next();
