@@ -2,13 +2,16 @@
 // with this process's own runtime executable on 127.0.0.1, stop it, read its
 // CPU time, the machine's load, percentiles, and write results files.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import {
+  type DemoServer,
+  startDemo as launch,
+} from "../tests/fixtures/demo/server.ts";
 import { runtime } from "./_runtime.ts";
 
 /** The repository's root folder. */
@@ -16,9 +19,6 @@ export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
 
 /** "deno" or "bun": the runtime running this benchmark, and the demo. */
 export const slug: string = runtime.name.split(" ")[0];
-
-const START_TIMEOUT = 20_000;
-const STOP_TIMEOUT = 10_000;
 
 /** A running demo server. */
 export interface Demo {
@@ -36,7 +36,8 @@ export interface Demo {
 
 /**
  * Starts the demo with this runtime's executable (`Deno.execPath()` under
- * Deno, `process.execPath` under Bun), on a free port with a fresh DATA_DIR.
+ * Deno, `process.execPath` under Bun), on a free port with a fresh DATA_DIR,
+ * through the tests' launcher; resolves once it answers `GET /health`.
  *
  * @param env Extra environment: the demo's knobs.
  * @param flags Extra runtime flags (Deno: before the script, e.g. `--cpu-prof`).
@@ -51,75 +52,36 @@ export async function startDemo(
       `The demo runs on Deno or Bun; run this benchmark with one of them, not ${runtime.name}`,
     );
   }
-  const executable = deno ? deno.execPath() : process.execPath;
-  const script = join(ROOT, "examples", "demo", "main.ts");
-  const args = deno ? ["run", "-A", ...flags, script] : [...flags, script];
   const dataDir = await mkdtemp(join(tmpdir(), "bench-demo-"));
-  const child: ChildProcess = spawn(executable, args, {
-    cwd: ROOT,
-    env: {
-      ...inProcessMode(process.env),
-      NO_COLOR: "1",
-      PORT: "0",
-      DATA_DIR: dataDir,
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  let exited = false;
-  const listening = Promise.withResolvers<string>();
-  const closed = new Promise<void>((resolve) => {
-    child.on("close", (code, signal) => {
-      exited = true;
-      listening.reject(
-        new Error(`the demo exited (${code ?? signal}):\n${output}`),
-      );
-      resolve();
+  let server: DemoServer;
+  try {
+    server = await launch(slug, dataDir, env, {
+      executable: deno ? deno.execPath() : process.execPath,
+      flags,
     });
-  });
-  child.on("error", (error) => listening.reject(error));
-  const onData = (chunk: Uint8Array) => {
-    output += new TextDecoder().decode(chunk);
-    const match = /listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(output);
-    if (match) listening.resolve(match[1]);
-  };
-  child.stdout!.on("data", onData);
-  child.stderr!.on("data", onData);
-
+  } catch (error) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+  let stopped: Promise<void> | undefined;
   const stop = async () => {
-    if (!exited) child.kill("SIGTERM");
-    const late = setTimeout(() => {
-      if (!exited) child.kill("SIGKILL");
-    }, STOP_TIMEOUT);
-    await closed;
-    clearTimeout(late);
+    if (!server.exited()) {
+      try {
+        await server.stop("SIGTERM");
+      } catch {
+        // Not gone 10 s after SIGTERM: the launcher killed it.
+      }
+    }
+    await server.kill();
     await rm(dataDir, { recursive: true, force: true });
   };
-
-  const timer = setTimeout(
-    () =>
-      listening.reject(
-        new Error(`the demo did not listen within ${START_TIMEOUT} ms`),
-      ),
-    START_TIMEOUT,
-  );
-  let url: string;
-  try {
-    url = await listening.promise;
-  } catch (error) {
-    await stop();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
   return {
-    url,
-    pid: child.pid!,
+    url: server.url,
+    pid: server.pid,
     dataDir,
-    output: () => output,
-    exited: () => exited,
-    stop,
+    output: server.output,
+    exited: server.exited,
+    stop: () => stopped ??= stop(),
   };
 }
 
@@ -227,15 +189,4 @@ export class Report {
       `\nwrote bench/results/${name}-${slug}.md and bench/results/${name}-${slug}.json`,
     );
   }
-}
-
-/**
- * The environment without the settings that switch the demo to durable mode
- * (a developer may have REDIS_URL exported): callers that want it pass it.
- */
-function inProcessMode(
-  env: Record<string, string | undefined>,
-): Record<string, string | undefined> {
-  const { REDIS_URL: _redis, DURABLE: _durable, ...rest } = env;
-  return rest;
 }
