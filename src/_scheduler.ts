@@ -13,7 +13,8 @@
 // - a failure goes to exactly one place: the reader of `value` (if it was read
 //   before the task settled), the group's `awaitAll` (if one was waiting when
 //   the task settled), or `onError`;
-// - every listener added to a per-task signal is removed when the task settles.
+// - every listener added to a per-task signal is removed, and the task's
+//   timeout timer cleared, when the task settles.
 
 import { Queue } from "./_queue.ts";
 import { taskEvent, type TaskEventType } from "./task_event.ts";
@@ -150,11 +151,9 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
     return this.controller.signal;
   }
 
-  /** The listener for the external signal and the timeout signal. */
-  handleEvent(event: Event): void {
-    const extra = this.extra!;
-    if (event.target === extra.timeoutSignal) this.scheduler.expire(this);
-    else this.scheduler.cancel(this, extra.external!.reason);
+  /** The listener for the external signal. */
+  handleEvent(): void {
+    this.scheduler.cancel(this, this.extra!.external!.reason);
   }
 }
 
@@ -177,7 +176,8 @@ class TaskExtra {
   timeout: number | undefined = undefined;
   /** The per-run `signal` option. */
   external: AbortSignal | undefined = undefined;
-  timeoutSignal: AbortSignal | undefined = undefined;
+  /** The timeout's timer while the task runs; cleared when it settles. */
+  timer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** `value`, made on first read. */
   promise: Promise<unknown> | undefined = undefined;
   resolve: ((value: unknown) => void) | undefined = undefined;
@@ -321,9 +321,10 @@ export class Scheduler {
     if (task.group !== undefined) task.group.running++;
     const timeout = task.extra?.timeout;
     if (timeout !== undefined) {
-      const signal = AbortSignal.timeout(timeout);
-      task.extra!.timeoutSignal = signal;
-      signal.addEventListener("abort", task);
+      // A timer we clear when the task settles: an `AbortSignal.timeout`
+      // cannot be cleared, and Deno keeps each one (about 600 B of heap) until
+      // it fires, however long the task is gone.
+      task.extra!.timer = setTimeout(() => this.expire(task), timeout);
     }
     if (this.wantStart) {
       this.#starting = task;
@@ -383,9 +384,17 @@ export class Scheduler {
 
   /** The task's timeout elapsed. */
   expire(task: TaskRecord): void {
+    const extra = task.extra!;
+    extra.timer = undefined;
     if (task.cancelRequested || task.status !== "running") return;
-    task.extra!.timedOut = true;
-    this.#abort(task, task.extra!.timeoutSignal!.reason);
+    extra.timedOut = true;
+    this.#abort(
+      task,
+      new DOMException(
+        `Task "${task.name}" timed out after ${extra.timeout} ms`,
+        "TimeoutError",
+      ),
+    );
   }
 
   /** Aborts a running task; it keeps its slot until its function returns. */
@@ -428,7 +437,10 @@ export class Scheduler {
     this.tasks.delete(task.key);
     const extra = task.extra;
     extra?.external?.removeEventListener("abort", task);
-    extra?.timeoutSignal?.removeEventListener("abort", task);
+    if (extra?.timer !== undefined) {
+      clearTimeout(extra.timer);
+      extra.timer = undefined;
+    }
 
     if (this.wantSettle) this.#dispatch("settle", task);
     if (extra?.promise !== undefined) {
@@ -489,9 +501,14 @@ export class Scheduler {
   /** Waits up to `ms` (0: not at all; Infinity: for ever) for idleness. */
   idleWithin(ms: number): Promise<boolean> {
     if (ms === Infinity) return this.whenIdle();
-    return this.whenIdle(
-      ms === 0 ? AbortSignal.abort() : AbortSignal.timeout(ms),
-    );
+    if (ms === 0) return this.whenIdle(AbortSignal.abort());
+    // A timer cleared once idle, unlike an `AbortSignal.timeout`.
+    const bound = new AbortController();
+    const timer = setTimeout(() => bound.abort(), ms);
+    return this.whenIdle(bound.signal).then((idle) => {
+      clearTimeout(timer);
+      return idle;
+    });
   }
 
   /** Snapshots of the running tasks, in start order. */

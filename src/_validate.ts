@@ -2,7 +2,7 @@
 // before anything is accepted, with a message that names the call, the
 // argument and the value received.
 
-/** The largest delay `AbortSignal.timeout` handles on every runtime. */
+/** The largest delay `setTimeout` handles on every runtime (a longer one fires at once). */
 export const MAX_TIMEOUT = 2 ** 31 - 1;
 
 /** Renders a received value for an error message. */

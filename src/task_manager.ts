@@ -479,9 +479,8 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * throw. Calling it again returns the same promise. It never rejects.
    *
    * The defaults (3 s, then 1 s of grace) stay under Deno Deploy's 5 s
-   * between SIGINT and the kill. Where a bound elapses the promise is kept
-   * pending by an `AbortSignal.timeout`, which Node does not count as keeping
-   * the process alive.
+   * between SIGINT and the kill. Each bound is a timer, cleared as soon as
+   * the manager is idle.
    *
    * @param options.timeout Milliseconds to wait (`0`: cancel at once, `Infinity`: wait for ever).
    * @param options.grace Milliseconds cancelled tasks get to return.

@@ -46,15 +46,8 @@ async function checkUnhandled(name: string): Promise<void> {
 /** Registers one test on the runtime's own runner. */
 export function test(name: string, fn: () => void | Promise<void>): void {
   const run = async () => {
-    // Node does not count an AbortSignal.timeout as keeping the event loop
-    // alive; a test waiting only on one would be cut short. Deno and Bun do.
-    const keepAlive = deno === undefined ? setInterval(() => {}, 60_000) : 0;
-    try {
-      await fn();
-      await checkUnhandled(name);
-    } finally {
-      clearInterval(keepAlive);
-    }
+    await fn();
+    await checkUnhandled(name);
   };
   if (deno !== undefined) {
     deno.test({

@@ -16,9 +16,10 @@
 //   any signal the program handed in, every `idle()` waiter resolved.
 //
 // Nothing here sleeps. Gates (`Promise.withResolvers`) hold tasks until a step
-// releases them, and `AbortSignal.timeout` is replaced, for the length of one
-// program, by signals that a `fire timer` step aborts: timeouts and shutdown
-// bounds happen exactly where the program says, on every runtime.
+// releases them, and `setTimeout` and `clearTimeout` are replaced, for the
+// length of one program, by timers that only a `fire timer` step fires:
+// timeouts and shutdown bounds happen exactly where the program says, on every
+// runtime, and a timer left set once everything settled is a violation.
 
 import fc from "fast-check";
 import {
@@ -448,6 +449,17 @@ const abortError = (text: string, message?: RegExp): Expect => ({
     (message === undefined || message.test(reason.message)),
 });
 
+/** The `TimeoutError` a task's elapsed timeout aborts it with. */
+const timeoutOf = (s: TaskState): Expect => {
+  const message = `Task "${s.handle.name}" timed out after ${s.timeoutMs} ms`;
+  return {
+    text: `a TimeoutError "${message}"`,
+    test: (reason) =>
+      reason instanceof DOMException && reason.name === "TimeoutError" &&
+      reason.message === message,
+  };
+};
+
 const SHUTDOWN = abortError(
   "the shutdown's AbortError",
   /shut down before the task finished/,
@@ -518,9 +530,9 @@ function abortWatched(watched: Watched, reason: unknown): void {
 interface Timer {
   label: string;
   ms: number;
-  watched: Watched;
-  reason: DOMException;
+  callback: () => void;
   fired: boolean;
+  cleared: boolean;
   owner: TaskState | undefined;
 }
 
@@ -660,19 +672,23 @@ export class World {
     this.#makeGroup(config.group.concurrency, config.group.failFast, "none");
   }
 
-  /** `AbortSignal.timeout` while the program runs: a timer a step fires. */
-  timeout = (ms: number): AbortSignal => {
-    const label = `timer[${this.timers.length}]`;
-    const timer: Timer = {
-      label,
-      ms,
-      watched: this.#watch(label, false),
-      reason: new DOMException(`${label} timed out`, "TimeoutError"),
+  /** `setTimeout` while the program runs: a timer that a step fires. */
+  setTimeout = (callback: () => void, ms?: number): number => {
+    this.timers.push({
+      label: `timer[${this.timers.length}]`,
+      ms: ms ?? 0,
+      callback,
       fired: false,
+      cleared: false,
       owner: undefined,
-    };
-    this.timers.push(timer);
-    return timer.watched.signal;
+    });
+    return this.timers.length; // its index + 1: never 0
+  };
+
+  /** `clearTimeout` while the program runs. */
+  clearTimeout = (id: unknown): void => {
+    const timer = typeof id === "number" ? this.timers[id - 1] : undefined;
+    if (timer !== undefined) timer.cleared = true;
   };
 
   #watch(label: string, strict: boolean): Watched {
@@ -850,17 +866,19 @@ export class World {
         `${s.label}: handle says ${s.handle.status}, event says ${status}`,
       );
     }
-    // The listeners on the task's signals are gone before `settle`.
-    for (const watched of [s.external, s.timer?.watched]) {
-      if (watched?.live.has(s.handle)) {
-        this.#violate(`${s.label}: still listens to ${watched.label}`);
-      }
+    // The listener on the task's signal is gone, and its timer cleared or
+    // fired, before `settle`.
+    if (s.external?.live.has(s.handle)) {
+      this.#violate(`${s.label}: still listens to ${s.external.label}`);
+    }
+    if (s.timer !== undefined && !s.timer.fired && !s.timer.cleared) {
+      this.#violate(`${s.label}: settled with ${s.timer.label} still set`);
     }
 
     // The expected outcome.
     if (s.cancelEvent !== undefined) {
       const reason = s.cancelEvent.reason;
-      if (s.timer !== undefined && reason === s.timer.reason) {
+      if (s.timer?.fired && timeoutOf(s).test(reason)) {
         if (status !== "rejected" || event.error !== reason) {
           this.#violate(
             `${s.label}: timed out but settled ${status} with ${
@@ -1347,12 +1365,9 @@ export class World {
         break;
       }
       case "fireTimer": {
-        // Mostly the timers that still matter: of running tasks, of shutdown.
-        const unfired = this.timers.filter((t) => !t.fired);
-        const live = unfired.filter((t) =>
-          t.owner === undefined || !t.owner.settled
-        );
-        const timer = this.#pick(live.length > 0 ? live : unfired, op.timer);
+        // A cleared timer never fires.
+        const set = this.timers.filter((t) => !t.fired && !t.cleared);
+        const timer = this.#pick(set, op.timer);
         if (timer === undefined) break;
         this.#log(`  -> ${timer.label}`);
         timer.fired = true;
@@ -1365,9 +1380,9 @@ export class World {
         this.#explicit(
           `fire ${timer.label}`,
           targets,
-          () => same(timer.reason, `the TimeoutError of ${timer.label}`),
+          timeoutOf,
           () => {
-            abortWatched(timer.watched, timer.reason);
+            timer.callback();
             return undefined;
           },
         );
@@ -1740,6 +1755,11 @@ export class World {
         this.#violate(`${where}: ${waiter.label} rejected without an abort`);
       }
     }
+    for (const timer of this.timers) {
+      if (!timer.fired && !timer.cleared) {
+        this.#violate(`${where}: ${timer.label} is still set`);
+      }
+    }
     for (const w of this.watched) {
       // An aborted signal may keep the listener of an idle() waiter or of a
       // shutdown bound that it woke: it never dispatches again.
@@ -1821,14 +1841,15 @@ export function watchEscapes(): Escapes {
 }
 
 /**
- * Plays one program: replaces `AbortSignal.timeout` for its length, runs the
+ * Plays one program: replaces `setTimeout` and `clearTimeout` for its length, runs the
  * steps, releases what is left, checks the end state, and fails on anything
  * that escaped meanwhile (an unhandled rejection, an uncaught exception).
  */
 export async function play(program: Program, escapes: Escapes): Promise<void> {
-  const realTimeout = AbortSignal.timeout;
+  const { setTimeout: realSet, clearTimeout: realClear } = globalThis;
   const world = new World(program.config);
-  AbortSignal.timeout = world.timeout;
+  globalThis.setTimeout = world.setTimeout as unknown as typeof setTimeout;
+  globalThis.clearTimeout = world.clearTimeout as typeof clearTimeout;
   let failure: unknown = undefined;
   try {
     for (const [i, op] of program.ops.entries()) {
@@ -1848,7 +1869,8 @@ export async function play(program: Program, escapes: Escapes): Promise<void> {
   } catch (error) {
     failure = error;
   } finally {
-    AbortSignal.timeout = realTimeout;
+    globalThis.setTimeout = realSet;
+    globalThis.clearTimeout = realClear;
   }
   // Rejections are reported after the microtask queue drains. Whatever this
   // program let escape is taken now, even if it failed, so that it is never

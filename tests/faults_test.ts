@@ -252,18 +252,13 @@ test("shutdown() reports a task that ignores its signal as abandoned, and resolv
   const task = tasks.runWithResult("stubborn", () => release.promise);
   await flush();
   assert.equal(task.status, "running");
-  // Node does not count AbortSignal.timeout as keeping the process alive.
-  const keepAlive = setInterval(() => {}, 1000);
-  try {
-    const report = await tasks.shutdown({ timeout: 5, grace: 5 });
-    assert.equal(report.completed, 0);
-    assert.equal(report.cancelled, 0);
-    assert.deepEqual(report.abandoned.map((t) => [t.id, t.status]), [
-      [task.id, "running"],
-    ]);
-  } finally {
-    clearInterval(keepAlive);
-  }
+  // Nothing else keeps the process alive: the shutdown's own timers must.
+  const report = await tasks.shutdown({ timeout: 5, grace: 5 });
+  assert.equal(report.completed, 0);
+  assert.equal(report.cancelled, 0);
+  assert.deepEqual(report.abandoned.map((t) => [t.id, t.status]), [
+    [task.id, "running"],
+  ]);
   // It still holds its slot, and settles as cancelled once it returns.
   assert.equal(tasks.activeCount, 1);
   const value = task.value.catch((reason) => reason);
@@ -446,14 +441,8 @@ test("run() with a timeout: the timed-out task keeps its slot until its function
     nextStarted = true;
   });
   const value = slow.value.catch((reason) => reason);
-  // Node does not count AbortSignal.timeout as keeping the process alive.
-  const keepAlive = setInterval(() => {}, 1000);
-  let cancel: TaskEvent;
-  try {
-    cancel = await nextEvent<TaskEvent>(tasks, "cancel");
-  } finally {
-    clearInterval(keepAlive);
-  }
+  // Nothing else keeps the process alive: the task's timer must.
+  const cancel = await nextEvent<TaskEvent>(tasks, "cancel");
   assert.equal(cancel.task.id, slow.id);
   assert.equal((cancel.reason as DOMException).name, "TimeoutError");
   assert.equal(aborted, cancel.reason);

@@ -571,10 +571,64 @@ test("run({ timeout }) aborts the signal with a TimeoutError and settles as reje
     await untilAborted(ctx);
     reason = ctx.signal.reason;
   }, { timeout: 5 });
-  await assert.rejects(task.value, { name: "TimeoutError" });
+  await assert.rejects(task.value, {
+    name: "TimeoutError",
+    message: 'Task "slow" timed out after 5 ms',
+  });
   assert.equal(task.status, "rejected");
   assert.equal((reason as DOMException).name, "TimeoutError");
   assert.equal(errors.length, 0); // the reader of value took it
+});
+
+test("run({ timeout }): a task that settles first leaves no timer behind, nor does shutdown()", async () => {
+  // Counts the timers set through the globals while the test runs.
+  const live = new Set<unknown>();
+  const { setTimeout: realSet, clearTimeout: realClear } = globalThis;
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    const id = realSet(() => {
+      live.delete(id);
+      fn();
+    }, ms);
+    live.add(id);
+    return id;
+  }) as typeof setTimeout;
+  globalThis.clearTimeout = ((id: Parameters<typeof clearTimeout>[0]) => {
+    live.delete(id);
+    realClear(id);
+  }) as typeof clearTimeout;
+  const { tasks } = quietManager({ timeout: 600_000 });
+  const open = gate();
+  try {
+    for (let i = 0; i < 10; i++) tasks.run(`async ${i}`, async () => {});
+    tasks.runWithResult("sync", () => 1);
+    tasks.run("fails", () => Promise.reject(new Error("boom")));
+    const stuck = tasks.run("cancelled", untilAborted, { timeout: 300_000 });
+    tasks.run("running at shutdown", () => open.promise);
+    await flush();
+    assert.equal(tasks.activeCount, 2);
+    assert.equal(
+      live.size,
+      2,
+      "one timer per running task, none for the settled",
+    );
+    stuck.cancel();
+    await flush();
+    assert.equal(live.size, 1);
+    const report = tasks.shutdown({ timeout: 600_000, grace: 600_000 });
+    await flush();
+    assert.equal(live.size, 2, "the task's timer and the shutdown's bound");
+    open.resolve();
+    assert.equal((await report).completed, 1); // the one still running
+    assert.equal(live.size, 0);
+  } finally {
+    // On failure, leave no task (and no timer) to hold the process open.
+    open.resolve();
+    tasks.cancelAll();
+    await tasks.idle();
+    for (const id of live) realClear(id as Parameters<typeof clearTimeout>[0]);
+    globalThis.setTimeout = realSet;
+    globalThis.clearTimeout = realClear;
+  }
 });
 
 test("run({ timeout }) keeps the slot of a timed-out task until its function returns", async () => {
