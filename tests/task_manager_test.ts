@@ -779,6 +779,40 @@ test("addEventListener() a listener can start new tasks", async () => {
   assert.deepEqual(names, ["first", "follow-up"]);
 });
 
+test("addEventListener(): no event is made for a type nobody listens to", async () => {
+  const { tasks } = quietManager();
+  // The manager makes each event in the call that dispatches it.
+  const dispatched: string[] = [];
+  const dispatch = tasks.dispatchEvent.bind(tasks);
+  tasks.dispatchEvent = (event: Event) => {
+    dispatched.push(event.type);
+    return dispatch(event);
+  };
+  const program = async () => {
+    tasks.run("ok", () => {});
+    tasks.run("fails", () => {
+      throw new Error("boom");
+    });
+    tasks.run("cancelled", untilAborted).cancel();
+    const running = tasks.run("cancelled while running", untilAborted);
+    await flush();
+    running.cancel();
+    await tasks.idle();
+  };
+  await program();
+  assert.deepEqual(dispatched, []);
+
+  const onSettle = () => {};
+  tasks.addEventListener("settle", onSettle);
+  await program();
+  assert.deepEqual(dispatched, ["settle", "settle", "settle", "settle"]);
+
+  tasks.removeEventListener("settle", onSettle);
+  dispatched.length = 0;
+  await program();
+  assert.deepEqual(dispatched, []);
+});
+
 test("addEventListener() with handleEvent objects and removeEventListener", async () => {
   const { tasks } = quietManager();
   let count = 0;
