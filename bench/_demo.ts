@@ -7,15 +7,16 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import {
   type DemoServer,
+  request as fetchWithin,
+  ROOT,
   startDemo as launch,
 } from "../tests/fixtures/demo/server.ts";
 import { runtime } from "./_runtime.ts";
 
 /** The repository's root folder. */
-export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+export { ROOT };
 
 /** "deno" or "bun": the runtime running this benchmark, and the demo. */
 export const slug: string = runtime.name.split(" ")[0];
@@ -85,19 +86,13 @@ export async function startDemo(
   };
 }
 
-/** `fetch` with a deadline, reading the whole body. */
-export async function request(
+/** `fetch` with a deadline (30 s unless given), reading the whole body. */
+export function request(
   url: string,
   init: RequestInit = {},
   timeout = 30_000,
 ): Promise<Response> {
-  const signal = AbortSignal.timeout(timeout);
-  const response = await fetch(url, { ...init, signal });
-  const body = await response.arrayBuffer();
-  return new Response(body.byteLength === 0 ? null : body, {
-    status: response.status,
-    headers: response.headers,
-  });
+  return fetchWithin(url, init, timeout);
 }
 
 /** Waits until the demo runs no task and has none queued; returns how long it took (ms). */
