@@ -172,6 +172,26 @@ class TaskLog {
     return within(found, ms, () => `no ${what} within ${ms} ms`);
   }
 
+  /** The first thumbnail this process started. */
+  thumbnailStarted(by: string): Promise<TaskMessage> {
+    return this.waitFor(
+      `thumbnail started by the ${by} process`,
+      ({ event, task }) =>
+        event === "start" && /^thumbnail \d+px /.test(task.name),
+    );
+  }
+
+  /** Resolves once this process made the last (600px) thumbnail of `photo`. */
+  photoDone(photo: string, by: string): Promise<TaskMessage> {
+    return this.waitFor(
+      `photo ${photo} to be done by the ${by} process`,
+      ({ event, task }) =>
+        event === "settle" && task.status === "fulfilled" &&
+        task.name === `thumbnail 600px ${photo}`,
+      5_000,
+    );
+  }
+
   /** The durable tasks (`send-confirmation`, `make-thumbnails`) that settled fulfilled. */
   done(): number {
     return this.events.filter(({ event, task }) =>
@@ -399,24 +419,14 @@ redisTest(
         order(a, 4),
       ]);
       // B is making a thumbnail: kill it there.
-      const { task } = await logB.waitFor(
-        "thumbnail started by the Bun process",
-        ({ event, task }) =>
-          event === "start" && /^thumbnail \d+px /.test(task.name),
-      );
+      const { task } = await logB.thumbnailStarted("Bun");
       const photo = task.name.split(" ")[2];
       assert.ok(photos.includes(photo), task.name);
       await b.kill();
       assert.equal(await photoStatus(dataDir, photo), "processing");
 
       await untilDone(a, orders, photos);
-      await logA.waitFor(
-        `photo ${photo} to be done by the Deno process`,
-        ({ event, task }) =>
-          event === "settle" && task.status === "fulfilled" &&
-          task.name === `thumbnail 600px ${photo}`,
-        5_000,
-      );
+      await logA.photoDone(photo, "Deno");
     } finally {
       for (const log of logs) await log.close();
       for (const server of servers) await server.kill();
@@ -485,11 +495,7 @@ redisTest(
       const [logA, logB] = logs;
 
       const photos = await upload(a, big.jpeg, 3);
-      const { task } = await logB.waitFor(
-        "thumbnail started by the Bun process",
-        ({ event, task }) =>
-          event === "start" && /^thumbnail \d+px /.test(task.name),
-      );
+      const { task } = await logB.thumbnailStarted("Bun");
       const photo = task.name.split(" ")[2];
       assert.equal(await b.stop("SIGTERM"), 0, b.output());
       assert.match(
@@ -498,13 +504,7 @@ redisTest(
       );
 
       await untilDone(a, [], photos);
-      await logA.waitFor(
-        `photo ${photo} to be done by the Deno process`,
-        ({ event, task }) =>
-          event === "settle" && task.status === "fulfilled" &&
-          task.name === `thumbnail 600px ${photo}`,
-        5_000,
-      );
+      await logA.photoDone(photo, "Deno");
     } finally {
       for (const log of logs) await log.close();
       for (const server of servers) await server.kill();
