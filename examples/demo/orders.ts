@@ -56,9 +56,26 @@ interface OrderRow {
   email_error: string | null;
 }
 
-/** The `orders` table. Every call is one short synchronous statement. */
+/**
+ * How long a "sent" mark may wait for others to share its commit, in ms:
+ * long enough to gather the marks of a busy moment, short next to an email.
+ */
+export const SENT_BATCH_MS = 5;
+
+interface SentMark {
+  id: string;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * The `orders` table. Every call is one short synchronous statement, but
+ * {@linkcode OrderStore.markSent}, which batches.
+ */
 export class OrderStore {
   readonly #db: DatabaseSync;
+  #sent: SentMark[] = [];
+  #sentTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
@@ -107,10 +124,45 @@ export class OrderStore {
     ).run(error, id);
   }
 
-  markSent(id: string): void {
-    this.#db.prepare(
-      "UPDATE orders SET email_attempts = email_attempts + 1, email_status = 'sent', email_error = NULL WHERE id = ?",
-    ).run(id);
+  /**
+   * Marks an order's email sent. The marks are group-committed: every mark
+   * made within {@linkcode SENT_BATCH_MS} of the first pending one goes into
+   * one transaction, so a busy server pays one commit (and one `fsync`) per
+   * batch instead of one per order. Resolves once the mark is committed;
+   * rejects with the commit's error (the order then stays "pending" and is
+   * sent again at the next start: the outbox replaces the same file).
+   */
+  markSent(id: string): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#sent.push({ id, resolve, reject });
+    this.#sentTimer ??= setTimeout(() => this.flush(), SENT_BATCH_MS);
+    return promise;
+  }
+
+  /** Commits the pending "sent" marks now, in one transaction. */
+  flush(): void {
+    clearTimeout(this.#sentTimer);
+    this.#sentTimer = undefined;
+    const batch = this.#sent;
+    if (batch.length === 0) return;
+    this.#sent = [];
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        const update = this.#db.prepare(
+          "UPDATE orders SET email_attempts = email_attempts + 1, email_status = 'sent', email_error = NULL WHERE id = ?",
+        );
+        for (const mark of batch) update.run(mark.id);
+        this.#db.exec("COMMIT");
+      } catch (error) {
+        this.#db.exec("ROLLBACK");
+        throw error;
+      }
+    } catch (error) {
+      for (const mark of batch) mark.reject(error);
+      return;
+    }
+    for (const mark of batch) mark.resolve();
   }
 
   markFailed(id: string): void {
@@ -141,7 +193,9 @@ export class OrderStore {
     return { count, quantity, email };
   }
 
+  /** Commits the pending "sent" marks, then closes the database. */
   close(): void {
+    this.flush();
     this.#db.close();
   }
 }
@@ -365,7 +419,7 @@ export function sendConfirmation(
       if (!signal.aborted) deps.orders.markFailed(order.orderId);
       throw error;
     }
-    deps.orders.markSent(order.orderId);
+    await deps.orders.markSent(order.orderId);
   });
 }
 
@@ -409,7 +463,7 @@ export async function confirmOrder(
     if (attempt >= attempts) deps.orders.markFailed(orderId);
     throw error;
   }
-  deps.orders.markSent(orderId);
+  await deps.orders.markSent(orderId);
 }
 
 /** Sends again every confirmation that was not sent; returns how many. */
