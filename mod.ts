@@ -5,9 +5,9 @@
  *
  * {@linkcode TaskManager} starts, tracks, cancels and drains tasks;
  * {@linkcode TaskGroup} runs related tasks as one unit. Both are built only on
- * web standards (`AbortSignal`, `EventTarget`, `queueMicrotask`, promises), so
- * they run unchanged on Deno, Bun, Node and edge runtimes, and have no
- * dependencies.
+ * web standards (`AbortSignal`, `EventTarget`, `queueMicrotask`, promises, and
+ * `setTimeout` for timeouts), so they run unchanged on Deno, Bun, Node and edge
+ * runtimes, and have no dependencies.
  *
  * @example Fire and forget, with nothing lost
  * ```ts
