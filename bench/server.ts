@@ -51,6 +51,7 @@ import {
   untilIdle,
 } from "./_demo.ts";
 import { median, runtime } from "./_runtime.ts";
+import { CONFIDENCE, type Interval, medianInterval } from "./_stats.ts";
 
 /** An integer setting from the environment. */
 function setting(name: string, fallback: number, max: number): number {
@@ -78,8 +79,12 @@ const BODY = JSON.stringify({
   items: [{ sku: "MUG-1", quantity: 2 }],
 });
 
-/** How a ratio compares with the target, given the run's A/A noise. */
-type Verdict = "met" | "missed" | "within the noise" | "not decided";
+/**
+ * How a ratio compares with the target: "met" or "missed" when the whole
+ * confidence interval of its median is on one side of the target, else "not
+ * decided" (this run cannot tell).
+ */
+type Verdict = "met" | "missed" | "not decided";
 
 /** The target of issue 6: a task within 5 % of the handler without it. */
 const TARGET = { requestsPerSecond: 0.95, p99: 1.05 };
@@ -431,6 +436,8 @@ interface Ratio {
   median: number;
   min: number;
   max: number;
+  /** A confidence interval of the median; `null` with too few rounds. */
+  interval: Interval | null;
   /** The per-round ratios; a round left out (no value) is `null`. */
   perRound: (number | null)[];
 }
@@ -455,6 +462,7 @@ function ratio(
     median: median(per),
     min: Math.min(...per),
     max: Math.max(...per),
+    interval: medianInterval(per),
     perRound,
   };
 }
@@ -553,39 +561,29 @@ if (!(await hasWrk())) {
       cpuPerRequest: Ratio | null;
     }
   >;
-  // requests/s: the median of the per-round ratios. p99: the ratio of the
-  // pooled p99s, when both variants have at least two rounds with latencies.
-  // A ratio past the target but no further from 1 than the A/A servers' own
-  // ratio is "within the noise": this run cannot tell it from no difference.
-  const spreadOfNoise = (x: number | null) =>
-    x === null ? 1 : Math.max(x, 1 / x);
-  const noise = {
-    requestsPerSecond: spreadOfNoise(ratios.again.requestsPerSecond.median),
-    p99: spreadOfNoise(ratios.again.p99Pooled),
-  };
-  const target = Object.fromEntries(TASKS.map((variant) => {
-    const rps = ratios[variant].requestsPerSecond.median;
-    const requestsPerSecond: Verdict = rps >= TARGET.requestsPerSecond
+  // Each target is judged by the confidence interval of the median of the
+  // per-round ratios (p99: over the rounds where both variants' latencies were
+  // kept): met when all of it is on the right side of the target, missed when
+  // all of it is on the wrong side.
+  const judge = (r: Ratio | null, meets: (x: number) => boolean): Verdict =>
+    r?.interval == null
+      ? "not decided"
+      : meets(r.interval.low) && meets(r.interval.high)
       ? "met"
-      : rps >= 1 / noise.requestsPerSecond
-      ? "within the noise"
-      : "missed";
-    const pooled = ratios[variant].p99Pooled;
-    const p99: Verdict =
-      pooled === null || timed[variant].length < 2 || timed.without.length < 2
-        ? "not decided"
-        : pooled <= TARGET.p99
-        ? "met"
-        : pooled <= noise.p99
-        ? "within the noise"
-        : "missed";
+      : !meets(r.interval.low) && !meets(r.interval.high)
+      ? "missed"
+      : "not decided";
+  const target = Object.fromEntries(TASKS.map((variant) => {
+    const requestsPerSecond = judge(
+      ratios[variant].requestsPerSecond,
+      (x) => x >= TARGET.requestsPerSecond,
+    );
+    const p99 = judge(ratios[variant].p99, (x) => x <= TARGET.p99);
     const both = [requestsPerSecond, p99];
     const met: Verdict = both.includes("missed")
       ? "missed"
       : both.every((v) => v === "met")
       ? "met"
-      : both.includes("within the noise")
-      ? "within the noise"
       : "not decided";
     return [variant, { requestsPerSecond, p99, met }];
   })) as Record<
@@ -641,27 +639,33 @@ if (!(await hasWrk())) {
     );
   }
   out.line();
-  const verdict = (variant: (typeof TASKS)[number]) => {
+  const interval = (r: Ratio | null) => {
+    if (r === null) return "no round";
+    const rounds = r.perRound.filter((x) => x !== null).length;
+    return r.interval === null
+      ? `too few rounds (${rounds})`
+      : `${Math.round(r.interval.confidence * 100)} % interval ${
+        r.interval.low.toFixed(2)
+      }–${r.interval.high.toFixed(2)} over ${rounds} rounds`;
+  };
+  const verdict = (variant: Compared) => {
     const r = ratios[variant];
-    const t = target[variant];
-    return `**${t.met}** (requests/s ×${
-      r.requestsPerSecond.median.toFixed(2)
-    }: ${t.requestsPerSecond}; pooled p99 ×${
-      r.p99Pooled?.toFixed(2) ?? "—"
-    }: ${t.p99})`;
+    const t = variant === "again" ? undefined : target[variant];
+    const judged = (v: Verdict | undefined) => v === undefined ? "" : `: ${v}`;
+    return `requests/s ×${r.requestsPerSecond.median.toFixed(2)} (${
+      interval(r.requestsPerSecond)
+    })${judged(t?.requestsPerSecond)}; p99 ×${
+      r.p99?.median.toFixed(2) ?? "—"
+    } (${interval(r.p99)})${judged(t?.p99)}`;
   };
   out.line(
-    `Target: a background task within 5 % of the handler without it, in requests/s and p99. ` +
-      `The empty task: ${verdict("empty")}. The email task: ${
-        verdict("email")
-      }. ` +
-      `The noise, for scale: two servers with the same handler (A/A) differ by ×${
-        ratios.again.requestsPerSecond.median.toFixed(2)
-      } in requests/s (per round ${
-        ratios.again.requestsPerSecond.min.toFixed(2)
-      }–${ratios.again.requestsPerSecond.max.toFixed(2)}) and ×${
-        ratios.again.p99Pooled?.toFixed(2) ?? "—"
-      } in pooled p99 in this run; a ratio past the target but no further from 1 than that is "within the noise".`,
+    `Target: a background task within 5 % of the handler without it, in requests/s and p99, judged by the confidence interval of the median per-round ratio: ` +
+      `met when all of it is within 5 %, missed when none of it is, else not decided. ` +
+      `The empty task: **${target.empty.met}** (${verdict("empty")}). ` +
+      `The email task: **${target.email.met}** (${verdict("email")}). ` +
+      `For scale, two servers with the same handler (A/A): ${
+        verdict("again")
+      }.`,
   );
   if (PROFILED.every((variant) => profiles[variant] !== undefined)) {
     const sum = (us: Record<Group, number>) =>
@@ -744,8 +748,7 @@ if (!(await hasWrk())) {
       }),
     ),
     ratios,
-    target: { ...TARGET, ...target },
-    noise,
+    target: { ...TARGET, confidence: CONFIDENCE, ...target },
     profiles,
   });
 }
