@@ -109,3 +109,17 @@ test("orders: close() commits the pending marks first", async () => {
     await removeDir(dir);
   }
 });
+
+test("orders: a mark made after close() rejects, naming the order", async () => {
+  const dir = await tempDir();
+  try {
+    const store = new OrderStore(join(dir, "orders.sqlite"));
+    const [id] = insert(store, 1);
+    store.close();
+    await assert.rejects(store.markSent(id), {
+      message: `Cannot mark order ${id} sent: the order store is closed`,
+    });
+  } finally {
+    await removeDir(dir);
+  }
+});

@@ -133,6 +133,11 @@ export class OrderStore {
    * sent again at the next start: the outbox replaces the same file).
    */
   markSent(id: string): Promise<void> {
+    if (!this.#db.isOpen) {
+      return Promise.reject(
+        new Error(`Cannot mark order ${id} sent: the order store is closed`),
+      );
+    }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#sent.push({ id, resolve, reject });
     this.#sentTimer ??= setTimeout(() => this.flush(), SENT_BATCH_MS);
