@@ -90,11 +90,15 @@ export class TaskEvent extends Event {
     // keeps the per-task cost of an event low.
     super(
       type,
-      init.bubbles || init.cancelable || init.composed ? init : undefined,
+      init?.bubbles || init?.cancelable || init?.composed ? init : undefined,
     );
     if (typeof init?.task !== "object" || init.task === null) {
       throw new TypeError(
-        `TaskEvent needs init.task, a TaskInfo: got ${typeof init?.task}`,
+        `TaskEvent needs init.task, a TaskInfo: got ${
+          init === undefined || init === null
+            ? `no init (${init})`
+            : `init.task ${init.task === null ? "null" : typeof init.task}`
+        }`,
       );
     }
     this.#task = init.task;

@@ -729,6 +729,21 @@ test("new TaskEvent() without init.task is a TypeError that names it", () => {
     () => new TaskEvent("start", {}),
     { name: "TypeError", message: /init\.task/ },
   );
+  for (const init of [undefined, null]) {
+    assert.throws(
+      // @ts-expect-error: the missing init is the point
+      () => new TaskEvent("start", init),
+      {
+        name: "TypeError",
+        message: `TaskEvent needs init.task, a TaskInfo: got no init (${init})`,
+      },
+    );
+  }
+  assert.throws(
+    // @ts-expect-error: a null task is the point
+    () => new TaskEvent("start", { task: null }),
+    { message: "TaskEvent needs init.task, a TaskInfo: got init.task null" },
+  );
   const task = {
     id: "1",
     name: "n",
