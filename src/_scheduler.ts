@@ -442,11 +442,18 @@ export class Scheduler {
       extra.timer = undefined;
     }
 
+    // Who gets the outcome is decided before the `settle` event: whoever
+    // read `value` before now; else a failure goes to `onError`, unless a
+    // group's `awaitAll()` waits for it. A `settle` listener that reads
+    // `value` reads it after the task settled: it gets a promise already
+    // settled, and the failure still goes to `onError`.
+    const reader = extra?.resolve !== undefined;
+    const awaited = task.group?.awaited === true;
     if (this.wantSettle) this.#dispatch("settle", task);
-    if (extra?.promise !== undefined) {
-      if (status === "fulfilled") extra.resolve!(task.result);
-      else extra.reject!(task.result);
-    } else if (status === "rejected" && !task.group?.awaited) {
+    if (reader) {
+      if (status === "fulfilled") extra!.resolve!(task.result);
+      else extra!.reject!(task.result);
+    } else if (status === "rejected" && !awaited) {
       this.#report(task.result, task);
     }
     extra?.done?.();
@@ -647,13 +654,26 @@ export class GroupCore {
   async settledResults(): Promise<TaskResult<unknown>[]> {
     this.#awaiting++;
     try {
-      while (this.#unsettled > 0) {
-        await new Promise<void>((resolve) => this.#waiters.push(resolve));
-      }
+      // Checked before any await: results read at once when nothing is
+      // unsettled, so a task added in the same tick is not among them.
+      while (this.#unsettled > 0) await this.#nextIdle();
       return this.results();
     } finally {
       this.#awaiting--;
     }
+  }
+
+  /**
+   * Resolves once nothing is unsettled, even if tasks were added meanwhile.
+   * Unlike `settledResults`, it receives no failure: they go to `onError`.
+   */
+  async whenSettled(): Promise<void> {
+    while (this.#unsettled > 0) await this.#nextIdle();
+  }
+
+  /** Resolves the next time nothing of the group is unsettled. */
+  #nextIdle(): Promise<void> {
+    return new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 
   results(): TaskResult<unknown>[] {

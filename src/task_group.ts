@@ -221,7 +221,9 @@ export class TaskGroup implements AsyncDisposable {
 
   /**
    * `await using group = tasks.group()`: cancels what is left of the group
-   * when the scope ends, and waits for it to settle.
+   * when the scope ends, and waits for it to settle. Nothing reads the
+   * results: a task that fails meanwhile (say, its timeout elapsed while it
+   * unwinds) is reported to `onError`, as for `run`.
    *
    * @returns A promise that resolves once every task of the group settled.
    *
@@ -247,6 +249,8 @@ export class TaskGroup implements AsyncDisposable {
    */
   async [Symbol.asyncDispose](): Promise<void> {
     this.#core.cancel(undefined);
-    await this.awaitAll();
+    // Not `awaitAll()`: nobody reads these results, so a task that fails
+    // meanwhile (a timeout while it unwinds) is reported to `onError`.
+    await this.#core.whenSettled();
   }
 }

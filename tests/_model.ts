@@ -92,6 +92,8 @@ export type Op =
   }
   | { op: "groupCancel"; group: number; custom: boolean }
   | { op: "groupAbort"; group: number }
+  /** `await using` ends: the group cancels what is left and waits for it. */
+  | { op: "groupDispose"; group: number }
   | { op: "awaitAll"; group: number }
   | { op: "idle"; withSignal: boolean }
   | { op: "abortIdle"; waiter: number }
@@ -99,7 +101,8 @@ export type Op =
   | {
     op: "onEvent";
     type: "start" | "settle" | "cancel";
-    action: "run" | "cancelAll" | "shutdown";
+    /** `readValue`: read the event's task's `value` (if it has one). */
+    action: "run" | "cancelAll" | "shutdown" | "readValue";
     body: Body;
   }
   | { op: "shutdown"; timeout: Bound; grace: Bound }
@@ -187,6 +190,8 @@ export function describeOp(op: Op): string {
       return `group[${op.group}].cancel()${op.custom ? " with a reason" : ""}`;
     case "groupAbort":
       return `abort the signal of group[${op.group}]`;
+    case "groupDispose":
+      return `group[${op.group}][Symbol.asyncDispose]()`;
     case "awaitAll":
       return `group[${op.group}].awaitAll()`;
     case "idle":
@@ -199,6 +204,8 @@ export function describeOp(op: Op): string {
           ? `run a task that ${describeBody(op.body)}`
           : op.action === "cancelAll"
           ? "cancelAll()"
+          : op.action === "readValue"
+          ? "read that task's value"
           : "shutdown({ timeout: 0, grace: 0 })"
       }`;
     case "shutdown":
@@ -371,6 +378,7 @@ export function opArb(shutdownWeight = 1): fc.Arbitrary<Op> {
       }),
     ),
     w(2, fc.record({ op: fc.constant("groupAbort"), group: index })),
+    w(2, fc.record({ op: fc.constant("groupDispose"), group: index })),
     w(3, fc.record({ op: fc.constant("awaitAll"), group: index })),
     w(3, fc.record({ op: fc.constant("idle"), withSignal: fc.boolean() })),
     w(2, fc.record({ op: fc.constant("abortIdle"), waiter: index })),
@@ -379,7 +387,13 @@ export function opArb(shutdownWeight = 1): fc.Arbitrary<Op> {
       fc.record({
         op: fc.constant("onEvent"),
         type: fc.constantFrom("start", "settle", "cancel"),
-        action: fc.constantFrom("run", "run", "cancelAll", "shutdown"),
+        action: fc.constantFrom(
+          "run",
+          "run",
+          "cancelAll",
+          "shutdown",
+          "readValue",
+        ),
         body: leafBodyArb,
       }),
     ),
@@ -1421,6 +1435,31 @@ export class World {
         );
         break;
       }
+      case "groupDispose": {
+        const g = this.#pick(this.groups, op.group);
+        if (g === undefined) break;
+        if (!g.cancelRequested) {
+          g.cancelRequested = true;
+          g.reason = abortError(
+            "the group's default AbortError",
+            /group was cancelled/,
+          );
+        }
+        const expect = g.reason!;
+        const label = `${g.label}[Symbol.asyncDispose]()`;
+        // It reads no results: a failure while it waits still goes to onError
+        // (no entry in `awaitCalls`).
+        const check = { label, done: false };
+        this.#pendingChecks.push(check);
+        this.#explicit(label, this.#cancellable(g.tasks), () => expect, () => {
+          g.group[Symbol.asyncDispose]().then(
+            () => check.done = true,
+            (error) => this.#violate(`${label} rejected: ${String(error)}`),
+          );
+          return undefined;
+        });
+        break;
+      }
       case "groupAbort": {
         const g = this.#pick(
           this.groups.filter((g) => g.signal && !g.signal.signal.aborted),
@@ -1513,11 +1552,16 @@ export class World {
         break;
       }
       case "onEvent": {
-        const listener = () => {
+        const listener = (event: Event) => {
           this.tasks.removeEventListener(op.type, listener);
           const origin = `${op.type} listener`;
           if (op.action === "run") this.#spawn(op.body, origin);
-          else if (op.action === "shutdown") {
+          else if (op.action === "readValue") {
+            // In a `settle` listener the task has settled: a later read,
+            // which gets the outcome but takes no failure from `onError`.
+            const s = this.byId.get((event as TaskEvent).task.id);
+            if (s !== undefined && s.spec.via !== "run") this.#readValue(s);
+          } else if (op.action === "shutdown") {
             this.#log(`${origin}: shutdown({ timeout: 0, grace: 0 })`);
             this.#shutdown(0, 0);
           } else {

@@ -649,3 +649,91 @@ for (const how of ["getter", "method"] as const) {
     assert.deepEqual(result.counts, [0, 0]);
   });
 }
+
+// Was a bug (core): a `settle` listener that read a task's `value` got a
+// promise already settled (the status is final), with no resolvers stored.
+// If the task had a timeout, a signal or a `waitUntil` (the Hono middleware's
+// on Workers), the manager then called the missing resolver and threw: the
+// queue stalled, idle() and awaitAll() never resolved, shutdown() rejected.
+// Such a read comes after the task settled: like any later read it gets the
+// outcome, and a failure nobody read before still goes to onError.
+//   tasks.addEventListener("settle", () => void handle.value);
+test("regression: a settle listener that reads value leaves the manager working", async () => {
+  for (const options of [{ timeout: 60_000 }, { waitUntil: () => {} }, {}]) {
+    const failures: unknown[] = [];
+    const tasks = new TaskManager({
+      concurrency: 1,
+      onError: (error) => failures.push(error),
+      ...options,
+    });
+    const boom = new Error("boom");
+    const read = new Map<string, Promise<unknown>>();
+    const handles = new Map<string, { value: Promise<unknown> }>();
+    tasks.addEventListener("settle", (event: TaskEvent) => {
+      const handle = handles.get(event.task.id);
+      if (handle) {
+        read.set(event.task.name, handle.value.catch((error) => error));
+      }
+    });
+    const group = tasks.group();
+    const started = [
+      tasks.runWithResult("ok", async () => 1),
+      tasks.runWithResult("bad", () => Promise.reject(boom)),
+      group.add("grouped", async () => 3),
+    ];
+    for (const handle of started) handles.set(handle.id, handle);
+    const results = await group.awaitAll();
+    await tasks.idle();
+    const label = JSON.stringify(options);
+    assert.deepEqual(
+      started.map((handle) => handle.status),
+      ["fulfilled", "rejected", "fulfilled"],
+      label,
+    );
+    assert.equal(results[0].status, "fulfilled", label);
+    assert.deepEqual(
+      [await read.get("ok"), await read.get("bad"), await read.get("grouped")],
+      [1, boom, 3],
+      label,
+    );
+    // Nobody read `value` before it settled: onError has the failure too.
+    assert.deepEqual(failures, [boom], label);
+    assert.deepEqual([tasks.activeCount, tasks.pendingCount], [0, 0], label);
+    assert.deepEqual(
+      await tasks.shutdown({ timeout: 1_000 }),
+      { completed: 0, cancelled: 0, abandoned: [] },
+      label,
+    );
+  }
+});
+
+// Was a bug (core): `await using group` waited through its own awaitAll() and
+// dropped the results, so a task that failed meanwhile (its timeout elapsed
+// while it unwound) was counted as delivered: onError never heard of it.
+test("regression: await using a group reports a failure it waits through to onError", async () => {
+  const failures: string[] = [];
+  const tasks = new TaskManager({
+    onError: (error, task) =>
+      failures.push(`${task.name}: ${(error as Error).name}`),
+  });
+  const unwind = gate();
+  let aborted!: () => void;
+  const timedOut = new Promise<void>((resolve) => aborted = resolve);
+  let disposed: Promise<void>;
+  {
+    await using group = tasks.group();
+    group.add("slow", ({ signal }) =>
+      new Promise<void>((resolve) => {
+        signal.addEventListener("abort", () => {
+          aborted();
+          unwind.promise.then(resolve);
+        });
+      }), { timeout: 1 });
+    await timedOut; // timed out, still unwinding when the scope ends
+    disposed = Promise.resolve();
+    setTimeout(() => unwind.resolve(), 0);
+  }
+  await disposed;
+  await tasks.idle();
+  assert.deepEqual(failures, ["slow: TimeoutError"]);
+});
