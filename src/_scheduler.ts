@@ -448,14 +448,13 @@ export class Scheduler {
     // `value` reads it after the task settled: it gets a promise already
     // settled, and the failure still goes to `onError`.
     const reader = extra?.resolve !== undefined;
-    const awaited = task.group?.awaited === true;
+    const report = !reader && status === "rejected" &&
+      task.group?.awaited !== true;
     if (this.wantSettle) this.#dispatch("settle", task);
     if (reader) {
       if (status === "fulfilled") extra!.resolve!(task.result);
       else extra!.reject!(task.result);
-    } else if (status === "rejected" && !awaited) {
-      this.#report(task.result, task);
-    }
+    } else if (report) this.#report(task.result, task);
     extra?.done?.();
     task.group?.settled(task);
     if (wasRunning) this.pump();
