@@ -12,6 +12,9 @@ import type {
 } from "./durable.ts";
 import { errorText, retryDelay } from "./_durable_util.ts";
 
+/** The longest wait one `setTimeout` can take, in ms. */
+const MAX_TIMER = 2 ** 31 - 1;
+
 interface Entry {
   readonly message: DurableMessage;
   /** Attempts started so far. */
@@ -123,7 +126,10 @@ export class MemoryBackend implements DurableBackend {
    */
   deadLetters(limit: number): Promise<DeadLetter[]> {
     return Promise.resolve(
-      this.#dead.slice(-limit).reverse().map((letter) => ({ ...letter })),
+      this.#dead.slice(-limit).reverse().map((letter) => ({
+        ...letter,
+        payload: copy(letter.payload),
+      })),
     );
   }
 
@@ -151,10 +157,13 @@ export class MemoryBackend implements DurableBackend {
       this.#pump();
       return;
     }
+    // A timer waits at most 2^31 - 1 ms (about 24.8 days; a longer one fires
+    // at once), and a delay or backoff may be up to 30 days: wait in steps.
+    const step = Math.min(delay, MAX_TIMER);
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      this.#schedule(entry, 0);
-    }, delay);
+      this.#schedule(entry, delay - step);
+    }, step);
     this.#timers.add(timer);
   }
 
@@ -188,7 +197,10 @@ export class MemoryBackend implements DurableBackend {
   #deliver(listener: Listener, entry: Entry): void {
     listener.running++;
     const attempt = ++entry.started;
-    listener.receive({ message: entry.message, attempt })
+    // Each attempt gets its own copy, as from a backend that stores JSON: a
+    // handler that changes its payload changes nothing stored.
+    const message = { ...entry.message, payload: copy(entry.message.payload) };
+    listener.receive({ message, attempt })
       .then(
         (outcome) => this.#record(listener, entry, outcome),
         (error) => {
@@ -215,7 +227,7 @@ export class MemoryBackend implements DurableBackend {
           this.#dead.push({
             id: message.id,
             name: message.name,
-            payload: message.payload,
+            payload: copy(message.payload),
             attempts: entry.started,
             error: errorText(outcome.error),
             failedAt: new Date(),
@@ -229,4 +241,9 @@ export class MemoryBackend implements DurableBackend {
         this.#schedule(entry, listener.stopped ? 0 : message.backoff, true);
     }
   }
+}
+
+/** A deep copy of a JSON payload. */
+function copy(payload: unknown): unknown {
+  return structuredClone(payload);
 }

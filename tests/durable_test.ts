@@ -492,3 +492,66 @@ test("close() stops waiting for a task that does not finish after its timeout", 
   const report = await tasks.shutdown({ timeout: 0, grace: 0 });
   assert.equal(report.abandoned.length, 1);
 });
+
+test("MemoryBackend: a delay or backoff past what one timer can wait is not cut short", async () => {
+  // A timer waits at most 2^31 - 1 ms (about 24.8 days); the queue allows 30.
+  const DAY = 24 * 60 * 60 * 1000;
+  const longest: number[] = [];
+  const original = globalThis.setTimeout;
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    longest.push(ms ?? 0);
+    return original(fn, ms);
+  }) as typeof setTimeout;
+  try {
+    const queue = new DurableQueue(new MemoryBackend(), {
+      backoff: 25 * DAY,
+    });
+    const attempts: number[] = [];
+    queue.define("remind", (_payload, { attempt }) => {
+      attempts.push(attempt);
+      throw new Error("not yet");
+    });
+    const tasks = new TaskManager(quiet);
+    queue.consume(tasks);
+    await queue.enqueue("remind", 1, { delay: 25 * DAY });
+    await queue.enqueue("remind", 2);
+    await new Promise((resolve) => original(resolve, 50));
+    // The delayed task has not run; the other ran once and waits its backoff.
+    assert.deepEqual(attempts, [1]);
+    assert.ok(
+      longest.every((ms) => ms <= 2 ** 31 - 1),
+      `timers of ${longest.filter((ms) => ms > 2 ** 31 - 1)} ms`,
+    );
+    await tasks.shutdown();
+    await queue.close();
+  } finally {
+    globalThis.setTimeout = original;
+  }
+});
+
+test("MemoryBackend: each attempt and each dead letter read gets its own copy of the payload", async () => {
+  const queue = new DurableQueue(new MemoryBackend(), {
+    attempts: 3,
+    backoff: 0,
+  });
+  const seen: string[] = [];
+  queue.define("consume", (payload: { items: string[] }) => {
+    seen.push(payload.items.join(","));
+    payload.items.shift();
+    throw new Error("again");
+  });
+  const tasks = new TaskManager(quiet);
+  const settled = settles(tasks, 3);
+  queue.consume(tasks);
+  await queue.enqueue("consume", { items: ["a", "b", "c"] });
+  await settled;
+  await flush();
+  assert.deepEqual(seen, ["a,b,c", "a,b,c", "a,b,c"]);
+  const [letter] = await queue.deadLetters();
+  assert.deepEqual(letter.payload, { items: ["a", "b", "c"] });
+  (letter.payload as { items: string[] }).items.push("changed");
+  const [again] = await queue.deadLetters();
+  assert.deepEqual(again.payload, { items: ["a", "b", "c"] });
+  await tasks.shutdown();
+  await queue.close();
+});
