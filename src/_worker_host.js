@@ -15,8 +15,10 @@
  * @typedef {{ ok: true, value: unknown }
  *   | { ok: false, error: RemoteError }
  *   | { ok: false, thrown: unknown }
- *   | { ok: false, load: RemoteError }} WorkerReply
+ *   | { ok: false, load: RemoteError }
+ *   | { ok: false, exit: string }} Reply
  */
+/** @typedef {Reply & { from: typeof FROM }} WorkerReply */
 /** @typedef {(input: unknown) => unknown} Work */
 /**
  * @typedef {object} WorkerScope
@@ -26,6 +28,9 @@
 
 /** The brand of a value made by `transfer()` in src/worker.ts (same key). */
 const TRANSFER = Symbol.for("@background/tasks/worker.transfer");
+
+/** The `from` of every reply (`FROM` in src/_worker_protocol.ts). */
+const FROM = "@background/tasks/worker";
 
 /**
  * Turns a thrown Error into something every runtime can clone.
@@ -85,16 +90,46 @@ function serve(scope) {
   /** @type {Promise<Work> | undefined} */
   let loading;
 
+  /**
+   * @param {Reply} reply
+   * @param {Transferable[]} [transfer]
+   */
+  const send = (reply, transfer = []) =>
+    scope.postMessage({ from: FROM, ...reply }, transfer);
+
+  // A worker that ends itself fires no event on Deno (Bun fires `close`):
+  // tell the pool first, so that the run it was doing is not left waiting.
+  const global = /** @type {any} */ (globalThis);
+  const deno = global.Deno;
+  if (typeof global.close === "function") {
+    const close = global.close;
+    global.close = () => {
+      send({ ok: false, exit: "close()" });
+      close.call(globalThis);
+    };
+  }
+  if (typeof deno?.exit === "function") {
+    const exit = deno.exit;
+    try {
+      deno.exit = (/** @type {number | undefined} */ code) => {
+        send({ ok: false, exit: `Deno.exit(${code ?? ""})` });
+        return exit.call(deno, code);
+      };
+    } catch {
+      // Not writable here: the pool then learns of nothing.
+    }
+  }
+
   /** @param {unknown} error */
   const fail = (error) => {
     const remote = describe(error);
     if (remote !== undefined) {
-      return scope.postMessage({ ok: false, error: remote });
+      return send({ ok: false, error: remote });
     }
     try {
-      scope.postMessage({ ok: false, thrown: error });
+      send({ ok: false, thrown: error });
     } catch {
-      scope.postMessage({ ok: false, error: describeAny(error) });
+      send({ ok: false, error: describeAny(error) });
     }
   };
 
@@ -105,7 +140,7 @@ function serve(scope) {
     try {
       work = await (loading ??= load(request.module, request.export));
     } catch (error) {
-      return scope.postMessage({ ok: false, load: describeAny(error) });
+      return send({ ok: false, load: describeAny(error) });
     }
     /** @type {unknown} */
     let result;
@@ -127,7 +162,7 @@ function serve(scope) {
       transfer = marked.transfer;
     }
     try {
-      scope.postMessage({ ok: true, value }, transfer);
+      send({ ok: true, value }, transfer);
     } catch (error) {
       // A value that cannot be cloned or transferred (a function, say).
       fail(error);

@@ -31,10 +31,11 @@
  * @module
  */
 
-import type {
-  RemoteError,
-  WorkerReply,
-  WorkerRequest,
+import {
+  FROM,
+  type RemoteError,
+  type WorkerReply,
+  type WorkerRequest,
 } from "./_worker_protocol.ts";
 import { Queue } from "./_queue.ts";
 import { checkCount, checkOptions, checkSignal, show } from "./_validate.ts";
@@ -593,8 +594,14 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
       name: `WorkerPool ${this.#module}`,
     });
     const slot: Slot = { worker, job: undefined };
-    worker.onmessage = (event: MessageEvent<WorkerReply>) =>
-      this.#reply(slot, event.data);
+    worker.onmessage = (event: MessageEvent<unknown>) => {
+      const data = event.data as Partial<WorkerReply> | null;
+      // Not a reply: something the user's code posted itself. Ignored: a
+      // run settles only by its reply.
+      if (data?.from === FROM) this.#reply(slot, data as WorkerReply);
+    };
+    // Bun: the worker ended itself (`process.exit()`, `close()`).
+    worker.addEventListener("close", () => this.#exited(slot, "exited"));
     worker.onmessageerror = () => this.#unreadable(slot);
     worker.onerror = (event: ErrorEvent) => {
       // Unhandled, it would be reported as the main thread's own error.
@@ -626,6 +633,7 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
   }
 
   #reply(slot: Slot, reply: WorkerReply): void {
+    if ("exit" in reply) return this.#exited(slot, `called ${reply.exit}`);
     const job = slot.job;
     if (job === undefined) return;
     slot.job = undefined;
@@ -674,18 +682,26 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
 
   /** An uncaught error in the worker, outside the function's own promise. */
   #crash(slot: Slot, event: ErrorEvent): void {
+    this.#lost(slot, `crashed: ${event.message || "unknown error"}`, {
+      cause: event.error,
+    });
+  }
+
+  /** The worker ended itself. */
+  #exited(slot: Slot, how: string): void {
+    this.#lost(slot, `${how} before its function returned`);
+  }
+
+  /** The worker is gone, and so is its run: rejected with what happened. */
+  #lost(slot: Slot, what: string, options?: ErrorOptions): void {
+    if (!this.#slots.has(slot)) return; // retired already
     const job = slot.job;
     this.#retire(slot);
     if (job !== undefined) {
       this.#settle(
         job,
         false,
-        new Error(
-          `The worker running "${this.#module}" crashed: ${
-            event.message || "unknown error"
-          }`,
-          { cause: event.error },
-        ),
+        new Error(`The worker running "${this.#module}" ${what}`, options),
       );
     }
     this.#pump();

@@ -188,6 +188,51 @@ workerTest("run() rejects an input that cannot be cloned", async () => {
 });
 
 workerTest(
+  "run() rejects naming the module when its worker exits itself, and the pool goes on",
+  async () => {
+    const workers = pool();
+    try {
+      await assert.rejects(
+        workers.run({ op: "exit" }),
+        (error: unknown) => {
+          assert.ok(error instanceof Error);
+          assert.ok(error.message.includes(MODULE.href), error.message);
+          assert.match(error.message, /before its function returned/);
+          return true;
+        },
+      );
+      assert.equal(workers.busyCount, 0);
+      assert.equal(await workers.run({ op: "echo", value: "next" }), "next");
+    } finally {
+      await workers.close();
+    }
+  },
+);
+
+workerTest(
+  "a message the function posts itself is not taken for its result",
+  async () => {
+    const workers = pool();
+    try {
+      const first = workers.run({
+        op: "post",
+        message: { progress: 0.5 },
+        value: "first",
+      });
+      const second = workers.run({ op: "echo", value: "second" });
+      const third = workers.run({ op: "post", message: "a string", value: 3 });
+      assert.deepEqual(await Promise.all([first, second, third]), [
+        "first",
+        "second",
+        3,
+      ]);
+    } finally {
+      await workers.close();
+    }
+  },
+);
+
+workerTest(
   "run() rejects naming the module when its worker crashes, and replaces it",
   async () => {
     const workers = pool();
