@@ -292,6 +292,13 @@ function reportToConsole(error: unknown): void {
 }
 
 /**
+ * How many queues not yet closed use each backend: two queues of one process
+ * may share a backend, as two processes share a server, and closing one must
+ * not close it under the other.
+ */
+const openQueues = new WeakMap<DurableBackend, number>();
+
+/**
  * A queue of named, JSON-payload tasks kept in a backend, so that they
  * survive a restart and can be run by any number of worker processes, each
  * through its own {@linkcode TaskManager}.
@@ -385,6 +392,7 @@ export class DurableQueue implements AsyncDisposable {
       checkFunction(where, "onError", options.onError);
     }
     this.#backend = backend;
+    openQueues.set(backend, (openQueues.get(backend) ?? 0) + 1);
     this.#attempts = options.attempts ?? 3;
     this.#backoff = options.backoff ?? 1000;
     this.#onError = options.onError ?? reportToConsole;
@@ -582,7 +590,8 @@ export class DurableQueue implements AsyncDisposable {
   /**
    * Closes the queue: `enqueue` and `consume` throw from now on, consumers
    * take no more tasks, the tasks they started get up to `timeout` to settle
-   * (so that their outcome is recorded), then the backend is closed. A task
+   * (so that their outcome is recorded), then the backend is closed, unless
+   * another open queue of this process uses it (the last one closes it). A task
    * still running then is not lost: its outcome is not recorded, and it is
    * delivered again. Shut the manager down first to bound that wait. Calling
    * it again returns the same promise. It never rejects: a backend that fails
@@ -623,7 +632,9 @@ export class DurableQueue implements AsyncDisposable {
           consumers.map((consumer) => consumer.drained()),
           timeout,
         );
-        await this.#backend.close();
+        const open = openQueues.get(this.#backend)! - 1;
+        openQueues.set(this.#backend, open);
+        if (open === 0) await this.#backend.close();
       } catch (error) {
         this.#onError(error);
       } finally {

@@ -555,3 +555,29 @@ test("MemoryBackend: each attempt and each dead letter read gets its own copy of
   await tasks.shutdown();
   await queue.close();
 });
+
+test("close() of one queue leaves a backend another open queue uses; the last closes it", async () => {
+  const backend = new MemoryBackend();
+  const producer = new DurableQueue(backend);
+  const worker = new DurableQueue(backend);
+  const ran: number[] = [];
+  for (const queue of [producer, worker]) {
+    queue.define("job", (n: number) => {
+      ran.push(n);
+    });
+  }
+  const tasks = new TaskManager();
+  const settled = settles(tasks, 2);
+  worker.consume(tasks);
+  await producer.enqueue("job", 1, { delay: 20 });
+  await producer.close();
+  await worker.enqueue("job", 2);
+  await settled;
+  assert.deepEqual(ran.sort(), [1, 2]);
+  await tasks.shutdown();
+  await worker.close();
+  await assert.rejects(
+    backend.enqueue({} as DurableMessage, 0),
+    /The MemoryBackend is closed/,
+  );
+});
