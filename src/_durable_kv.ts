@@ -80,7 +80,13 @@ export interface KvDatabase {
   list(
     selector: { prefix: KvKey },
     options?: { limit?: number },
-  ): AsyncIterable<{ readonly key: KvKey; readonly value: unknown }>;
+  ): AsyncIterable<
+    {
+      readonly key: KvKey;
+      readonly value: unknown;
+      readonly versionstamp: string;
+    }
+  >;
   /** Starts an atomic operation. */
   atomic(): KvAtomicOperation;
   /** Enqueues a message. */
@@ -350,21 +356,9 @@ export class DenoKvBackend implements DurableBackend {
     const entries = this.#kv.list({ prefix: [ROOT, "dead"] }, {
       limit: DEAD_LETTER_SCAN,
     });
-    for await (const { value } of entries) {
+    for await (const { key, value, versionstamp } of entries) {
       if (isTaskMessage(value)) {
-        // Written by KV itself once its redelivery budget ran out.
-        const state = (await this.#kv.get(stateKey(value.message.id)))
-          .value as State | null;
-        const { message } = value;
-        letters.push({
-          id: message.id,
-          name: message.name,
-          payload: message.payload,
-          attempts: state?.started ?? 0,
-          error: interrupted(state?.started ?? 0) +
-            " (Deno KV gave up redelivering it)",
-          failedAt: new Date(message.enqueuedAt),
-        });
+        letters.push(await this.#adopt(key, versionstamp, value.message));
       } else {
         const letter = value as StoredDeadLetter;
         letters.push({ ...letter, failedAt: new Date(letter.failedAt) });
@@ -625,6 +619,42 @@ export class DenoKvBackend implements DurableBackend {
         )
         .commit(),
     );
+  }
+
+  /**
+   * A dead letter that Deno KV wrote itself, once its own redeliveries ran
+   * out (`keysIfUndelivered`): the message as enqueued, with no time and no
+   * error. Made one of ours at its first read, in place of the message, with
+   * that time as `failedAt`, and the task's state record removed. If another
+   * reader made it first, theirs is kept in the database.
+   */
+  async #adopt(
+    key: KvKey,
+    versionstamp: string,
+    message: DurableMessage,
+  ): Promise<DeadLetter> {
+    const stateAt = stateKey(message.id);
+    const state = await this.#kv.get(stateAt);
+    const started = (state.value as State | null)?.started ?? 0;
+    const letter: StoredDeadLetter = {
+      id: message.id,
+      name: message.name,
+      payload: message.payload,
+      attempts: started,
+      error: started === 0
+        ? "Deno KV gave up delivering it before any attempt was recorded"
+        : `${interrupted(started)} (Deno KV gave up redelivering it)`,
+      failedAt: Date.now(),
+    };
+    await this.#write(
+      this.#kv.atomic()
+        .check({ key, versionstamp })
+        .check({ key: stateAt, versionstamp: state.versionstamp })
+        .delete(stateAt)
+        .set(key, letter)
+        .commit(),
+    );
+    return { ...letter, failedAt: new Date(letter.failedAt) };
   }
 
   /** Makes the task a dead letter. */

@@ -195,7 +195,11 @@ export interface DeadLetter {
   readonly attempts: number;
   /** The last attempt's error message, or why no attempt finished. */
   readonly error: string;
-  /** When it became a dead letter. */
+  /**
+   * When it became a dead letter. With {@linkcode DenoKvBackend}, for a task
+   * that Deno KV itself gave up redelivering (its own retries ran out before
+   * an attempt could be recorded), when `deadLetters()` first listed it.
+   */
   readonly failedAt: Date;
 }
 

@@ -251,3 +251,47 @@ kvTest("DenoKvBackend.open() refuses a bad path and options", async () => {
       "Cannot open DenoKvBackend: 'pollInterval' must be a positive number of milliseconds up to 2147483647, or Infinity, received 0",
   });
 });
+
+kvTest(
+  "DenoKvBackend: a dead letter Deno KV wrote itself is listed with the time it was found, once",
+  async (file) => {
+    const backend = await DenoKvBackend.open(file);
+    const queue = new DurableQueue(backend);
+    queue.define("job", () => {});
+    const id = await queue.enqueue("job", 1, { delay: 60_000 });
+    // What Deno KV writes to `keysIfUndelivered` when its own redeliveries
+    // run out: the queue message as enqueued.
+    const root = "@background/tasks/durable";
+    const kv = await deno!.openKv!(file);
+    const state = await kv.get([root, "task", id]);
+    const enqueuedAt = Date.now() - 10_000;
+    await kv.atomic().set([root, "dead", id], {
+      kind: root,
+      seq: (state.value as { seq: number }).seq,
+      message: {
+        id,
+        name: "job",
+        payload: 1,
+        attempts: 3,
+        backoff: 10,
+        enqueuedAt,
+      },
+    }).commit();
+    kv.close();
+    const before = Date.now();
+    const [letter] = await queue.deadLetters();
+    assert.ok(letter.failedAt.getTime() >= before, "not the enqueue time");
+    assert.deepEqual({ ...letter, failedAt: undefined }, {
+      id,
+      name: "job",
+      payload: 1,
+      attempts: 0,
+      error: "Deno KV gave up delivering it before any attempt was recorded",
+      failedAt: undefined,
+    });
+    const [again] = await queue.deadLetters();
+    assert.equal(again.failedAt.getTime(), letter.failedAt.getTime());
+    await queue.close();
+    assert.deepEqual(await keys(file), ["dead"], "its state record is gone");
+  },
+);
