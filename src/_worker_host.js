@@ -39,7 +39,9 @@ const FROM = "@background/tasks/worker";
  * @returns {RemoteError | undefined} `undefined` when `error` is no Error.
  */
 function describe(error) {
-  if (error === null || typeof error !== "object") return undefined;
+  // Only an Error (a DOMException is one): any other value, even with a
+  // `message`, is cloned as it is.
+  if (!(error instanceof Error)) return undefined;
   const { name, message, stack } = /** @type {Partial<Error>} */ (error);
   if (typeof message !== "string") return undefined;
   return {

@@ -184,8 +184,9 @@ interface Slot {
 }
 
 interface Job {
-  readonly input: unknown;
-  readonly transfer: Transferable[];
+  /** The caller's input; for a run that waits, a copy taken at `run()`. */
+  input: unknown;
+  transfer: Transferable[];
   readonly signal: AbortSignal | undefined;
   readonly resolve: (value: never) => void;
   readonly reject: (reason: unknown) => void;
@@ -428,6 +429,19 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     this.#queue.push(job);
     this.#pending++;
     this.#pump();
+    if (job.slot === undefined && !job.settled) {
+      // It waits for a worker: take its input now, as `postMessage` would,
+      // so that the caller's later changes do not reach it and `transfer`
+      // detaches the buffers when `run()` returns, as it says.
+      try {
+        const taken = structuredClone({ input, transfer }, { transfer });
+        job.input = taken.input;
+        job.transfer = taken.transfer;
+      } catch (error) {
+        this.#pending--;
+        this.#settle(job, false, error);
+      }
+    }
     return promise;
   }
 
@@ -714,7 +728,10 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     if (slot === undefined) this.#pending--;
     else this.#retire(slot);
     this.#settle(job, false, job.signal!.reason);
-    this.#pump();
+    // After the signal's other listeners: queued runs on the same signal
+    // leave the queue first, rather than start in a worker that is then
+    // terminated.
+    queueMicrotask(() => this.#pump());
   }
 
   /** Terminates a worker and forgets it; a new one starts when needed. */

@@ -3,7 +3,7 @@ import { test as nodeTest } from "node:test";
 import { TaskManager } from "../mod.ts";
 import { transfer, WorkerPool } from "../src/worker.ts";
 import type { Operation } from "./fixtures/pool_worker.ts";
-import { test } from "./_harness.ts";
+import { flush, test } from "./_harness.ts";
 
 // WorkerPool needs the web `Worker` (Deno, Bun, browsers). Node 22 has none:
 // there the tests that start workers are reported as skipped, and only the
@@ -102,6 +102,89 @@ workerTest("run() transfers the input buffers it is given", async () => {
   }
 });
 
+workerTest(
+  "run() of a run that waits takes its input at the call: later changes do not reach it",
+  async () => {
+    const workers = pool();
+    const shared = flags();
+    try {
+      const held = workers.run({ op: "hold", flags: shared });
+      const value = { n: 1 };
+      const buffer = new Uint8Array([1, 2, 3]).buffer;
+      const queued = workers.run({ op: "echo", value });
+      const moved = workers.run({ op: "byteLength", buffer }, {
+        transfer: [buffer],
+      });
+      assert.equal(workers.pendingCount, 2);
+      assert.equal(buffer.byteLength, 0, "detached when run() returned");
+      value.n = 2;
+      await whenStarted(shared);
+      release(shared);
+      assert.equal(await held, "held");
+      assert.deepEqual(await queued, { n: 1 });
+      assert.equal(await moved, 3);
+    } finally {
+      release(shared);
+      await workers.close();
+    }
+  },
+);
+
+workerTest(
+  "run() of a run that waits rejects at once an input that cannot be cloned",
+  async () => {
+    const workers = pool();
+    const shared = flags();
+    try {
+      const held = workers.run({ op: "hold", flags: shared });
+      await assert.rejects(
+        workers.run({ op: "echo", value: () => {} }),
+        { name: "DataCloneError" },
+      );
+      assert.equal(workers.pendingCount, 0);
+      await whenStarted(shared);
+      release(shared);
+      assert.equal(await held, "held");
+    } finally {
+      release(shared);
+      await workers.close();
+    }
+  },
+);
+
+workerTest(
+  "aborting a signal that a running and a queued run share starts no worker for the queued one",
+  async () => {
+    const Original = globalThis.Worker;
+    let started = 0;
+    globalThis.Worker = class extends Original {
+      constructor(...args: ConstructorParameters<typeof Worker>) {
+        super(...args);
+        started++;
+      }
+    };
+    const workers = pool();
+    const shared = flags();
+    try {
+      const controller = new AbortController();
+      const { signal } = controller;
+      const running = workers.run({ op: "hold", flags: shared }, { signal });
+      const queued = workers.run({ op: "echo", value: 1 }, { signal });
+      await whenStarted(shared);
+      controller.abort();
+      await assert.rejects(running, { name: "AbortError" });
+      await assert.rejects(queued, { name: "AbortError" });
+      await flush();
+      assert.equal(started, 1);
+      assert.equal(workers.busyCount + workers.pendingCount, 0);
+    } finally {
+      globalThis.Worker = Original;
+      release(shared);
+      await workers.close();
+    }
+  },
+);
+
 workerTest("transfer() moves a result's buffers to the caller", async () => {
   const workers = pool();
   try {
@@ -149,13 +232,16 @@ workerTest(
 workerTest("run() rejects with a thrown non-Error value as it is", async () => {
   const workers = pool();
   try {
-    await assert.rejects(
-      workers.run({ op: "throwValue", value: { code: 7 } }),
-      (reason: unknown) => {
-        assert.deepEqual(reason, { code: 7 });
-        return true;
-      },
-    );
+    for (const value of [{ code: 7 }, { code: 7, message: "has a message" }]) {
+      await assert.rejects(
+        workers.run({ op: "throwValue", value }),
+        (reason: unknown) => {
+          assert.ok(!(reason instanceof Error));
+          assert.deepEqual(reason, value);
+          return true;
+        },
+      );
+    }
   } finally {
     await workers.close();
   }
