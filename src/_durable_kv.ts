@@ -301,14 +301,17 @@ export class DenoKvBackend implements DurableBackend {
     if (this.#closing) throw new Error("The DenoKvBackend is closed");
     const key = stateKey(message.id);
     const state: State = { seq: 1, started: 0, phase: "ready" };
-    const result = await this.#kv.atomic()
-      .check({ key, versionstamp: null })
-      .set(key, state)
-      .enqueue(
-        { kind: ROOT, seq: 1, message } satisfies TaskMessage,
-        this.#enqueueOptions(message, delay),
-      )
-      .commit();
+    // A write `close()` waits for: a task accepted before it is stored.
+    const result = await this.#write(
+      this.#kv.atomic()
+        .check({ key, versionstamp: null })
+        .set(key, state)
+        .enqueue(
+          { kind: ROOT, seq: 1, message } satisfies TaskMessage,
+          this.#enqueueOptions(message, delay),
+        )
+        .commit(),
+    );
     if (!result.ok) {
       throw new Error(`A task with the id ${message.id} is already stored`);
     }

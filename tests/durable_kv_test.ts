@@ -295,3 +295,21 @@ kvTest(
     assert.deepEqual(await keys(file), ["dead"], "its state record is gone");
   },
 );
+
+kvTest(
+  "DenoKvBackend: close() waits for the enqueues in progress; every one is stored",
+  async (file) => {
+    const queue = new DurableQueue(await DenoKvBackend.open(file));
+    queue.define("job", () => {});
+    const ids = Array.from({ length: 5 }, (_, n) => queue.enqueue("job", n));
+    await queue.close();
+    assert.equal((await Promise.all(ids)).length, 5);
+    assert.deepEqual(await keys(file), [
+      "task",
+      "task",
+      "task",
+      "task",
+      "task",
+    ]);
+  },
+);
