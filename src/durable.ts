@@ -639,6 +639,11 @@ export class DurableQueue implements AsyncDisposable {
         const open = openQueues.get(this.#backend)! - 1;
         openQueues.set(this.#backend, open);
         if (open === 0) await this.#backend.close();
+        else {
+          // The backend stays open for another queue: hand back the tasks
+          // still running here, so that it delivers them again.
+          for (const consumer of consumers) consumer.release();
+        }
       } catch (error) {
         this.#onError(error);
       } finally {
@@ -802,6 +807,15 @@ class Consumer {
   #retire(): void {
     this.detach();
     this.#forget();
+  }
+
+  /**
+   * Hands back every delivery still waiting for its task: the backend
+   * delivers them again (the task may still be running here).
+   */
+  release(): void {
+    for (const resolve of this.#waiting.values()) resolve(RELEASED);
+    this.#waiting.clear();
   }
 
   /** Removes the `settle` listener: outcomes after this are not reported. */

@@ -581,3 +581,35 @@ test("close() of one queue leaves a backend another open queue uses; the last cl
     /The MemoryBackend is closed/,
   );
 });
+
+test("close() of a queue that shares its backend hands a task still running back to the others", async () => {
+  const backend = new MemoryBackend();
+  const first = new DurableQueue(backend);
+  const second = new DurableQueue(backend);
+  const hold = gate();
+  const seen: string[] = [];
+  first.define("job", async (_n: number, { attempt }) => {
+    seen.push(`first, attempt ${attempt}`);
+    await hold.promise;
+  });
+  second.define("job", (_n: number, { attempt }) => {
+    seen.push(`second, attempt ${attempt}`);
+  });
+  const firstTasks = new TaskManager();
+  const started = new Promise((resolve) =>
+    firstTasks.addEventListener("start", resolve, { once: true })
+  );
+  first.consume(firstTasks);
+  await first.enqueue("job", 1);
+  await started;
+  const secondTasks = new TaskManager();
+  const done = settles(secondTasks, 1);
+  second.consume(secondTasks);
+  await first.close({ timeout: 0 });
+  await done;
+  assert.deepEqual(seen, ["first, attempt 1", "second, attempt 1"]);
+  hold.resolve();
+  await firstTasks.shutdown();
+  await secondTasks.shutdown();
+  await second.close();
+});
