@@ -18,8 +18,8 @@ import type {
   DurableReceiver,
   ListenOptions,
 } from "./durable.ts";
-import { errorText, interrupted } from "./_durable_util.ts";
-import { checkOptions, checkTimeout, show } from "./_validate.ts";
+import { errorText, interrupted, retryDelay } from "./_durable_util.ts";
+import { checkNumber, checkOptions, MAX_TIMEOUT, show } from "./_validate.ts";
 
 /** Options for {@linkcode RedisBackend.open}. */
 export interface RedisBackendOptions {
@@ -131,7 +131,15 @@ export class RedisBackend implements DurableBackend {
         }`,
       );
     }
-    checkTimeout(where, "lockDuration", options.lockDuration);
+    // Redis takes the lock's length in whole milliseconds only.
+    checkNumber(
+      where,
+      "lockDuration",
+      options.lockDuration,
+      "a number of milliseconds",
+      `a whole number of milliseconds from 1 to ${MAX_TIMEOUT}`,
+      (ms) => Number.isInteger(ms) && ms > 0 && ms <= MAX_TIMEOUT,
+    );
     const [bullmq, { Redis }] = await Promise.all([
       import("bullmq"),
       import("ioredis"),
@@ -204,7 +212,7 @@ export class RedisBackend implements DurableBackend {
       timestamp: message.enqueuedAt,
       delay,
       attempts: message.attempts,
-      backoff: { type: "exponential", delay: message.backoff },
+      backoff: { type: BACKOFF, delay: message.backoff },
       removeOnComplete: true,
       removeOnFail: false,
     });
@@ -257,12 +265,14 @@ export class RedisBackend implements DurableBackend {
         case "fulfilled":
           return;
         case "rejected": {
-          const error = outcome.error instanceof Error
-            ? outcome.error
-            : new Error(errorText(outcome.error));
+          // The dead letter keeps this text: an empty message gives the
+          // error's name, as on the other backends.
+          const text = errorText(outcome.error);
           // BullMQ would retry on its own count, which leaves out stalls.
-          if (attempt >= attempts) throw new UnrecoverableError(error.message);
-          throw error;
+          if (attempt >= attempts) throw new UnrecoverableError(text);
+          throw outcome.error instanceof Error && outcome.error.message !== ""
+            ? outcome.error
+            : new Error(text);
         }
         case "released":
           return handBack();
@@ -274,6 +284,16 @@ export class RedisBackend implements DurableBackend {
       lockDuration: this.#lockDuration,
       stalledInterval: this.#lockDuration,
       maxStalledCount: NO_STALL_LIMIT,
+      settings: {
+        // BullMQ's own "exponential" has no cap; a retry waits 30 days at
+        // most, as on the other backends.
+        backoffStrategy: (
+          attemptsMade: number,
+          _type?: string,
+          _error?: Error,
+          job?: Pick<Job, "opts">,
+        ) => retryDelay(job === undefined ? 0 : backoffOf(job), attemptsMade),
+      },
     });
     listener = { worker, pending: 0, stopped: false };
     this.#onError = options.onError;
@@ -331,13 +351,39 @@ export class RedisBackend implements DurableBackend {
       );
       this.#listeners.clear();
       await this.#queue.close();
-      await this.#client.quit();
+      await this.#quit();
     })();
     return this.#closing;
   }
+
+  /**
+   * Ends the connection: politely if Redis answers, at once if it does not
+   * (QUIT would wait for ever while Redis is unreachable, and the reconnect
+   * timers would keep the process alive).
+   */
+  async #quit(): Promise<void> {
+    const client = this.#client;
+    if (client.status !== "ready") return client.disconnect();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) =>
+      timer = setTimeout(resolve, QUIT_WAIT)
+    );
+    await Promise.race([client.quit().catch(() => {}), late]);
+    clearTimeout(timer);
+    client.disconnect();
+  }
 }
 
-function backoffOf(job: Job): number {
+/**
+ * The backoff type of the tasks we store: doubling from `delay`, capped at
+ * 30 days (`retryDelay`); computed by the workers' `backoffStrategy`.
+ */
+const BACKOFF = "background-tasks-exponential";
+
+/** How long `close()` waits for Redis to answer its QUIT, in ms. */
+const QUIT_WAIT = 2000;
+
+function backoffOf(job: Pick<Job, "opts">): number {
   const backoff = job.opts.backoff;
   return typeof backoff === "number" ? backoff : backoff?.delay ?? 0;
 }

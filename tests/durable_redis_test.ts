@@ -6,11 +6,15 @@
 
 import assert from "node:assert/strict";
 import { test as nodeTest } from "node:test";
-import { RedisBackend } from "../src/durable.ts";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { TaskManager } from "../mod.ts";
+import { DurableQueue, RedisBackend } from "../src/durable.ts";
 import { Child } from "./fixtures/durable/_process.ts";
 import {
   backendScenarios,
   enqueueOnce,
+  settles,
 } from "./fixtures/durable/_scenarios.ts";
 import {
   freePort,
@@ -158,12 +162,109 @@ test("RedisBackend.open() refuses a bad URL and options", async () => {
         `Cannot open RedisBackend: 'queue' must be a non-empty string without ':', received "a:b"`,
     },
   );
-  await assert.rejects(
-    RedisBackend.open("redis://127.0.0.1:1", { lockDuration: 0 }),
-    {
-      name: "RangeError",
-      message:
-        "Cannot open RedisBackend: 'lockDuration' must be a positive number of milliseconds up to 2147483647, received 0",
-    },
-  );
+  for (const [lockDuration, shown] of [[0, "0"], [1500.5, "1500.5"]] as const) {
+    // Redis takes whole milliseconds only: 1500.5 used to be accepted, and
+    // then every delivery failed.
+    await assert.rejects(
+      RedisBackend.open("redis://127.0.0.1:1", { lockDuration }),
+      {
+        name: "RangeError",
+        message:
+          `Cannot open RedisBackend: 'lockDuration' must be a whole number of milliseconds from 1 to 2147483647, received ${shown}`,
+      },
+    );
+  }
 });
+
+redisTest(
+  "RedisBackend: an error with an empty message is kept in the dead letter by its name",
+  async ({ url }) => {
+    const queue = new DurableQueue(await RedisBackend.open(url), {
+      attempts: 1,
+    });
+    queue.define("fail", () => {
+      throw new TypeError("");
+    });
+    const tasks = new TaskManager({ onError: () => {} });
+    const settled = settles(tasks, 1);
+    queue.consume(tasks);
+    await queue.enqueue("fail", null);
+    await settled;
+    let letters = await queue.deadLetters();
+    for (let i = 0; letters.length === 0 && i < 50; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      letters = await queue.deadLetters();
+    }
+    assert.equal(letters[0]?.error, "TypeError");
+    await tasks.shutdown();
+    await queue.close();
+  },
+);
+
+redisTest(
+  "RedisBackend: a retry waits 30 days at most, however many attempts failed",
+  async ({ url }) => {
+    const DAY = 24 * 60 * 60 * 1000;
+    const queue = new DurableQueue(await RedisBackend.open(url), {
+      attempts: 3,
+      backoff: 20 * DAY,
+    });
+    queue.define("fail", () => {
+      throw new Error("no");
+    });
+    const tasks = new TaskManager({ onError: () => {} });
+    queue.consume(tasks);
+    const raw = new Redis(url);
+    const bull = new Queue("background-tasks", { connection: raw });
+    try {
+      const id = await queue.enqueue("fail", null);
+      /** Days until the task is due again, once it waits for its retry. */
+      const waits = async (): Promise<number> => {
+        for (let i = 0; i < 250; i++) {
+          const score = await raw.zscore("bull:background-tasks:delayed", id);
+          if (score !== null) {
+            return (Math.floor(Number(score) / 0x1000) - Date.now()) / DAY;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        throw new Error("the task never waited for a retry");
+      };
+      const first = await waits();
+      assert.ok(first > 19.9 && first <= 20, `${first} days`);
+      // As if 20 days had passed: attempt 2 runs and fails; doubling would
+      // make the next wait 40 days.
+      await (await bull.getJob(id))!.promote();
+      const settledAt = Date.now();
+      while ((await raw.zscore("bull:background-tasks:delayed", id)) !== null) {
+        if (Date.now() - settledAt > 5000) throw new Error("not promoted");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const second = await waits();
+      assert.ok(second > 29.9 && second <= 30, `${second} days`);
+    } finally {
+      await bull.close();
+      raw.disconnect();
+      await tasks.shutdown();
+      await queue.close();
+    }
+  },
+);
+
+redisTest(
+  "RedisBackend: close() ends while Redis is unreachable",
+  async (server) => {
+    const backend = await RedisBackend.open(server.url);
+    const queue = new DurableQueue(backend);
+    await server.stop();
+    const closed = queue.close().then(() => "closed");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(resolve, 5000, "hung");
+    });
+    try {
+      assert.equal(await Promise.race([closed, late]), "closed");
+    } finally {
+      clearTimeout(timer);
+    }
+  },
+);
