@@ -4,7 +4,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { OrderStore } from "../examples/demo/orders.ts";
+import {
+  type OrderDeps,
+  orderRoutes,
+  OrderStore,
+  validateOrder,
+} from "../examples/demo/orders.ts";
 import { test } from "./_harness.ts";
 import { removeDir, tempDir } from "./fixtures/demo/server.ts";
 
@@ -122,4 +127,52 @@ test("orders: a mark made after close() rejects, naming the order", async () => 
   } finally {
     await removeDir(dir);
   }
+});
+
+test("orders: an email with a control character or a lone surrogate is refused", () => {
+  const items = [{ sku: "MUG-1", quantity: 1 }];
+  for (
+    const email of [
+      "a\u0000b@b.co",
+      "a\u0001b@b.co",
+      "a\u0085b@b.co",
+      "a\ud800b@b.co",
+    ]
+  ) {
+    const checked = validateOrder({ email, items });
+    assert.ok("error" in checked, JSON.stringify(email));
+    assert.match(checked.error, /^'email' must be an email address/);
+  }
+  for (const email of ["ada@example.com", "äda@exämple.com", "a😀@b.co"]) {
+    assert.deepEqual(validateOrder({ email, items }), { email, items }, email);
+  }
+});
+
+test("orders: a body that cannot be read is a 400, or a 503 while the server shuts down", async () => {
+  const closing = new AbortController();
+  const app = orderRoutes({ closing: closing.signal } as OrderDeps);
+  const post = () =>
+    app.request("/", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": "64" },
+      body: new ReadableStream({
+        pull(controller) {
+          controller.error(new Error("connection reset"));
+        },
+      }),
+      duplex: "half",
+    } as RequestInit);
+  const refused = await post();
+  assert.equal(refused.status, 400);
+  assert.deepEqual(await refused.json(), {
+    error: "The body could not be read: connection reset",
+  });
+  closing.abort();
+  const later = await post();
+  assert.equal(later.status, 503);
+  assert.equal(later.headers.get("retry-after"), "5");
+  assert.deepEqual(await later.json(), {
+    error:
+      "The server is shutting down: The body could not be read; send it again",
+  });
 });

@@ -122,13 +122,16 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
         `task "${task.name}" (${task.id}) failed: ${messageOf(error)}`,
       ),
   });
+  const closing = new AbortController();
   const photoDeps: PhotoDeps = {
     store,
+    closing: closing.signal,
     pool,
     maxUploadBytes: config.maxUploadBytes,
   };
   const orderDeps: OrderDeps = {
     orders,
+    closing: closing.signal,
     transport: config.transport ??
       new OutboxTransport(join(config.dataDir, "outbox")),
     mailAttempts: config.mailAttempts,
@@ -161,7 +164,6 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
         attempts: THUMBNAIL_ATTEMPTS,
       });
   }
-  const closing = new AbortController();
   let streams = 0;
   let requests = 0;
   let drained: (() => void) | undefined;
@@ -256,7 +258,9 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
     if (error instanceof HTTPException && error.status < 500) {
       return c.json({ error: error.message || "Bad request" }, error.status);
     }
-    if (manager.closed) {
+    if (closing.signal.aborted || manager.closed) {
+      // Most likely the shutdown's doing (a body made unreadable, say).
+      c.header("Retry-After", "5");
       return jsonError(c, 503, "The server is shutting down");
     }
     console.error(`${c.req.method} ${c.req.path} failed:`, error);

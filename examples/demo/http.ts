@@ -39,3 +39,27 @@ export function show(value: string): string {
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * The answer to a request whose body could not be read. While the server
+ * shuts down that is the shutdown's doing (Deno 2.9's `server.shutdown()`
+ * makes the bodies of requests in flight unreadable): 503, to be sent again.
+ * Otherwise the client's: 400.
+ */
+export function unreadable(
+  c: Context,
+  closing: AbortSignal,
+  what: string,
+  error: unknown,
+): Response {
+  if (closing.aborted) {
+    c.header("Connection", "close");
+    c.header("Retry-After", "5");
+    return jsonError(
+      c,
+      503,
+      `The server is shutting down: ${what} could not be read; send it again`,
+    );
+  }
+  return jsonError(c, 400, `${what} could not be read: ${messageOf(error)}`);
+}

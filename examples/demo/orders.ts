@@ -21,6 +21,7 @@ import {
   limitBody,
   messageOf,
   show,
+  unreadable,
 } from "./http.ts";
 import { type MailMessage, type MailTransport, sendWithRetry } from "./mail.ts";
 import type { Spawner } from "./photos.ts";
@@ -220,6 +221,8 @@ function toOrder(row: OrderRow): Order {
 /** What the order routes and the email task need. */
 export interface OrderDeps {
   orders: OrderStore;
+  /** Aborted once the server shuts down. */
+  closing: AbortSignal;
   transport: MailTransport;
   /** Tries per email, the first included. */
   mailAttempts: number;
@@ -244,7 +247,10 @@ export interface OrderDeps {
 /** Request bodies are small: 64 KiB is plenty for 100 items. */
 const MAX_ORDER_BYTES = 64 * 1024;
 const MAX_ITEMS = 100;
-const EMAIL = /^[^\s@"<>,;]+@[^\s@"<>,;]+\.[^\s@"<>,;]+$/;
+// No white space, control character or lone surrogate either: what is
+// accepted is stored and sent as it is (SQLite would cut a NUL).
+const EMAIL =
+  /^[^\s@"<>,;\p{Cc}\p{Cs}]+@[^\s@"<>,;\p{Cc}\p{Cs}]+\.[^\s@"<>,;\p{Cc}\p{Cs}]+$/u;
 const SKU = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /**
@@ -318,9 +324,15 @@ export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
         }`,
       );
     }
+    let text: string;
+    try {
+      text = await c.req.text();
+    } catch (error) {
+      return unreadable(c, deps.closing, "The body", error);
+    }
     let body: unknown;
     try {
-      body = JSON.parse(await c.req.text());
+      body = JSON.parse(text);
     } catch (error) {
       return jsonError(
         c,

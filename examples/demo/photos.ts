@@ -29,6 +29,7 @@ import {
   limitBody,
   messageOf,
   show,
+  unreadable,
 } from "./http.ts";
 import {
   CONTENT_TYPES,
@@ -57,6 +58,8 @@ export interface ImagePool {
 /** What the photo routes and the thumbnail pipeline need. */
 export interface PhotoDeps {
   store: PhotoStore;
+  /** Aborted once the server shuts down. */
+  closing: AbortSignal;
   pool: ImagePool;
   /** The largest request body accepted by `POST /photos`, in bytes. */
   maxUploadBytes: number;
@@ -110,11 +113,7 @@ export function photoRoutes(deps: PhotoDeps): Hono<BackgroundTasksEnv> {
     try {
       form = await c.req.parseBody();
     } catch (error) {
-      return jsonError(
-        c,
-        400,
-        `The multipart body could not be read: ${messageOf(error)}`,
-      );
+      return unreadable(c, deps.closing, "The multipart body", error);
     }
     const file = form.photo;
     if (!(file instanceof File)) {
