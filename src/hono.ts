@@ -243,7 +243,9 @@ function withWaitUntil(
   // the manager reports the former.
   if (options === null || typeof options !== "object") return options;
   if (options.waitUntil !== undefined) return options;
-  return { ...options, waitUntil };
+  // Read, not spread: a getter or an inherited option counts, as it does for
+  // the manager.
+  return { signal: options.signal, timeout: options.timeout, waitUntil };
 }
 
 class Facade implements RequestTasks {
@@ -376,8 +378,14 @@ export function backgroundTasks(
 ): MiddlewareHandler<BackgroundTasksEnv> {
   const where = "Cannot create backgroundTasks middleware";
   if (!(manager instanceof TaskManager)) {
+    const twin =
+      (manager as object | null)?.constructor?.name === "TaskManager";
     throw new TypeError(
-      `${where}: 'manager' must be a TaskManager, received ${show(manager)}`,
+      `${where}: 'manager' must be a TaskManager, received ${show(manager)}${
+        twin
+          ? " from another copy of @background/tasks: import the manager and the middleware from the same one"
+          : ""
+      }`,
     );
   }
   checkOptions(where, options);

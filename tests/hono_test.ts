@@ -289,6 +289,53 @@ test("backgroundTasks() rejects a manager that is not a TaskManager", () => {
     name: "TypeError",
     message: /received undefined/,
   });
+  // A manager from another copy of the package (another version, say).
+  class TaskManager2 {}
+  Object.defineProperty(TaskManager2, "name", { value: "TaskManager" });
+  assert.throws(
+    () => backgroundTasks(new TaskManager2() as unknown as TaskManager),
+    {
+      name: "TypeError",
+      message:
+        "Cannot create backgroundTasks middleware: 'manager' must be a TaskManager, received an instance of TaskManager from another copy of @background/tasks: import the manager and the middleware from the same one",
+    },
+  );
+});
+
+test("RequestTasks keeps a task's inherited or getter options where it adds waitUntil", async () => {
+  const tasks = new TaskManager({ onError: () => {} });
+  const { ctx, kept } = executionContext();
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(backgroundTasks(tasks));
+  const reason = new Error("request aborted");
+  class Options {
+    get signal() {
+      return AbortSignal.abort(reason);
+    }
+  }
+  let handles: { status: string; value: Promise<unknown> }[] = [];
+  app.post("/", (c) => {
+    handles = [
+      c.var.tasks.runWithResult("getter signal", () => "ran", new Options()),
+      c.var.tasks.runWithResult(
+        "inherited timeout",
+        ({ signal }) =>
+          new Promise((_, reject) =>
+            signal.addEventListener("abort", () => reject(signal.reason))
+          ),
+        Object.create({ timeout: 1 }),
+      ),
+    ];
+    return c.body(null, 202);
+  });
+  await app.request("/", { method: "POST" }, {}, ctx);
+  const outcomes = await Promise.all(
+    handles.map((handle) => handle.value.catch((error) => error)),
+  );
+  assert.equal(outcomes[0], reason);
+  assert.equal((outcomes[1] as Error).name, "TimeoutError");
+  assert.equal(kept.length, 2, "each still registered with waitUntil");
+  await Promise.all(kept);
 });
 
 test("backgroundTasks() with executionContext: false never reads c.executionCtx", async () => {

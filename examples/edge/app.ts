@@ -41,6 +41,9 @@ export const tasks: TaskManager = new TaskManager({
     console.error(`task ${task.name} (${task.id}) failed:`, error),
 });
 
+/** The budget of a whole batch of `POST /orders/batch`, under the host's 30 s. */
+const BATCH_BUDGET_MS = 25_000;
+
 /** The orders this isolate has seen; a stand-in for a database. */
 export const orders: Map<string, "received" | "confirmed"> = new Map();
 
@@ -107,15 +110,22 @@ app.post("/orders", async (c) => {
 app.post("/orders/batch", async (c) => {
   const { ids } = await c.req.json<{ ids: string[] }>();
   const api = c.env.API;
-  const group = c.var.tasks.group({ concurrency: 1 });
+  // One budget for the whole batch: each task's own timeout counts from its
+  // start, so one at a time they would add up past the host's limit.
+  const group = c.var.tasks.group({
+    concurrency: 1,
+    signal: AbortSignal.timeout(BATCH_BUDGET_MS),
+  });
   for (const id of ids) {
     orders.set(id, "received");
     group.add(`confirm-${id}`, ({ signal }) => confirmOrder(api, id, signal));
   }
+  // The summary waits for the whole batch: a little longer than its budget,
+  // so that it reports a batch cut off rather than time out itself.
   c.var.tasks.run("log-batch", async () => {
     const results = await group.awaitAll();
     console.log(`batch done: ${results.map((r) => r.status).join(", ")}`);
-  });
+  }, { timeout: BATCH_BUDGET_MS + 2_000 });
   return c.json({ ids, status: "received" }, 202);
 });
 
