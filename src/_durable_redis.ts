@@ -363,14 +363,22 @@ export class RedisBackend implements DurableBackend {
    */
   async #quit(): Promise<void> {
     const client = this.#client;
-    if (client.status !== "ready") return client.disconnect();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<void>((resolve) =>
       timer = setTimeout(resolve, QUIT_WAIT)
     );
-    await Promise.race([client.quit().catch(() => {}), late]);
-    clearTimeout(timer);
+    if (client.status === "ready") {
+      await Promise.race([client.quit().catch(() => {}), late]);
+    }
+    // With a socket open, resolves once it closed (and ioredis cleared the
+    // timer it sets to destroy it); waiting to reconnect, there is none.
+    const open = ["connecting", "connect", "ready"].includes(client.status);
+    const ended = open
+      ? new Promise<void>((resolve) => client.once("end", () => resolve()))
+      : Promise.resolve();
     client.disconnect();
+    await Promise.race([ended, late]);
+    clearTimeout(timer);
   }
 }
 
