@@ -266,5 +266,8 @@ redisTest(
     } finally {
       clearTimeout(timer);
     }
+    // ioredis's disconnect() may leave a timer of its own (to destroy a
+    // socket that already closed, 2 s by default); let it run out.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
   },
 );
