@@ -63,7 +63,7 @@ export interface TaskManagerOptions {
    * before it settled and no `awaitAll()` of its group was waiting then.
    * Cancellations are not failures. If it throws, both errors go to the default reporter.
    *
-   * @default {one `console.error` line naming the task}
+   * @default {`console.error` of the task's name and id, and the error with its stack}
    */
   onError?: (error: unknown, task: TaskInfo) => void;
 }
@@ -514,7 +514,12 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     const completed = scheduler.completed;
     const cancelled = scheduler.cancelled;
     this.#shutdown = (async () => {
-      if (!(await scheduler.idleWithin(timeout))) {
+      // `timeout: 0` decides before any await: a task queued in this tick,
+      // still waiting for its start, is cancelled and never starts.
+      const idle = timeout === 0
+        ? scheduler.running === 0 && scheduler.pending === 0
+        : await scheduler.idleWithin(timeout);
+      if (!idle) {
         scheduler.cancelAll(
           abortError("The task manager shut down before the task finished"),
         );

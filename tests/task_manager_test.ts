@@ -937,6 +937,21 @@ test("shutdown({ timeout: 0 }) cancels at once and counts the cancelled", async 
   assert.deepEqual(report, { completed: 0, cancelled: 2, abandoned: [] });
 });
 
+test("shutdown({ timeout: 0 }) cancels a task queued in the same tick before it starts", async () => {
+  const tasks = new TaskManager();
+  const log: string[] = [];
+  tasks.addEventListener(
+    "start",
+    (event) => log.push(`start ${event.task.name}`),
+  );
+  tasks.run("sync", () => void log.push("sync ran"));
+  tasks.run("waits", () => new Promise<void>(() => log.push("waits ran")));
+  assert.equal(tasks.pendingCount, 2);
+  const report = await tasks.shutdown({ timeout: 0 });
+  assert.deepEqual(log, []);
+  assert.deepEqual(report, { completed: 0, cancelled: 2, abandoned: [] });
+});
+
 test("shutdown() reports tasks that ignore their abort as abandoned", async () => {
   const { tasks } = quietManager();
   const g = gate();
