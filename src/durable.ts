@@ -126,7 +126,7 @@ export interface DurableQueueOptions {
    * Receives the errors that belong to no call: a backend that loses its
    * connection while it listens, an outcome that could not be written.
    *
-   * @default {one `console.error` line}
+   * @default {`console.error` of the error, with its stack}
    */
   onError?: (error: unknown) => void;
 }
