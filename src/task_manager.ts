@@ -513,7 +513,16 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     const grace = options.grace ?? SHUTDOWN_GRACE;
     const completed = scheduler.completed;
     const cancelled = scheduler.cancelled;
-    this.#shutdown = (async () => {
+    // Set before anything runs: a listener that calls shutdown() again, from
+    // inside the cancellation below, gets this same promise.
+    const { promise, resolve } = Promise.withResolvers<ShutdownReport>();
+    this.#shutdown = promise;
+    const report = (): ShutdownReport => ({
+      completed: scheduler.completed - completed,
+      cancelled: scheduler.cancelled - cancelled,
+      abandoned: [...scheduler.tasks.values()].map((task) => task.toJSON()),
+    });
+    (async () => {
       // `timeout: 0` decides before any await: a task queued in this tick,
       // still waiting for its start, is cancelled and never starts.
       const idle = timeout === 0
@@ -525,12 +534,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
         );
         await scheduler.idleWithin(grace);
       }
-      return {
-        completed: scheduler.completed - completed,
-        cancelled: scheduler.cancelled - cancelled,
-        abandoned: [...scheduler.tasks.values()].map((task) => task.toJSON()),
-      };
-    })();
+    })().then(() => resolve(report()), () => resolve(report()));
     return this.#shutdown;
   }
 

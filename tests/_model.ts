@@ -593,7 +593,7 @@ interface TaskState {
   /** Cancelled from inside its start event: the reason of its held-back cancel event. */
   heldCancel: Expect | undefined;
   /** Requested by a nested shutdown or by this enclosing call, whichever ran first. */
-  maybeBy?: Explicit;
+  maybeBy?: Set<Explicit>;
   gate: ((ok: boolean, value: unknown) => void) | undefined;
   gateSettled: boolean;
   outcome: { ok: boolean; value: unknown } | undefined;
@@ -667,6 +667,8 @@ export class World {
   readonly #extraListeners: [string, EventListener][] = [];
   /** Promise handlers that must have run by the end. */
   readonly #pendingChecks: { label: string; done: boolean }[] = [];
+  #inShutdown = false;
+  readonly #nestedShutdowns: Promise<unknown>[] = [];
 
   constructor(config: Config) {
     this.config = config;
@@ -1020,23 +1022,26 @@ export class World {
         // Cancelled from inside its start event: its cancel event waits
         // until every start listener ran, so only the count tells whether
         // this call cancelled it or an enclosing one did, just before.
-        const enclosing = this.#stack.findLast((outer) =>
+        const enclosing = this.#stack.filter((outer) =>
           outer.targets.has(target)
         );
-        if (enclosing !== undefined && returned === undefined) {
-          // A call that returns no count (shutdown) inside one that targets
-          // the task too: either may have requested it first. The held cancel
-          // event's reason tells; the enclosing call's count may include it.
+        if (enclosing.length > 0 && returned === undefined) {
+          // A call that returns no count (shutdown) inside calls that target
+          // the task too: any of them may have requested it first. The held
+          // cancel event's reason tells; their counts may include it.
           target.requested = true;
-          target.heldCancel = either(enclosing.reason(target), reason(target));
-          target.maybeBy = enclosing;
+          target.heldCancel = enclosing.reduce(
+            (expect, outer) => either(expect, outer.reason(target)),
+            reason(target),
+          );
+          target.maybeBy = new Set([...(target.maybeBy ?? []), ...enclosing]);
           continue;
         }
-        if (enclosing !== undefined && returned === cancelled) continue;
+        if (enclosing.length > 0 && returned === cancelled) continue;
         target.requested = true;
         target.heldCancel = reason(target);
         cancelled++;
-      } else if (target.maybeBy === explicit) {
+      } else if (target.maybeBy?.has(explicit)) {
         maybe++;
       } else if (!target.requested) {
         this.#violate(`${name}: ${target.label} got no cancel event`);
@@ -1647,21 +1652,39 @@ export class World {
       }
       return;
     }
+    if (this.#inShutdown) {
+      // Called again from a listener inside the first call: compared with
+      // the first call's promise once it returned.
+      this.#nestedShutdowns.push(this.tasks.shutdown({ timeout, grace }));
+      return;
+    }
     const unsettled = this.states.filter((s) => !s.settled);
     this.closed = true;
-    if (timeout === 0) {
-      // Cancels every unsettled task within the call, as cancelAll() does:
-      // a task still waiting for its start never starts.
-      this.#explicit(
-        "shutdown({ timeout: 0 })",
-        this.#cancellable(this.states),
-        () => SHUTDOWN,
-        () => {
-          this.shutdown = this.tasks.shutdown({ timeout, grace });
-          return undefined;
-        },
-      );
-    } else this.shutdown = this.tasks.shutdown({ timeout, grace });
+    this.#inShutdown = true;
+    try {
+      if (timeout === 0) {
+        // Cancels every unsettled task within the call, as cancelAll() does:
+        // a task still waiting for its start never starts.
+        this.#explicit(
+          "shutdown({ timeout: 0 })",
+          this.#cancellable(this.states),
+          () => SHUTDOWN,
+          () => {
+            this.shutdown = this.tasks.shutdown({ timeout, grace });
+            return undefined;
+          },
+        );
+      } else this.shutdown = this.tasks.shutdown({ timeout, grace });
+    } finally {
+      this.#inShutdown = false;
+    }
+    for (const nested of this.#nestedShutdowns.splice(0)) {
+      if (nested !== this.shutdown) {
+        this.#violate(
+          "shutdown() called from a listener inside shutdown() returned another promise",
+        );
+      }
+    }
     const check = { label: "shutdown()", done: false };
     this.#pendingChecks.push(check);
     this.shutdown!.then((report) => {

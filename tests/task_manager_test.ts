@@ -952,6 +952,20 @@ test("shutdown({ timeout: 0 }) cancels a task queued in the same tick before it 
   assert.deepEqual(report, { completed: 0, cancelled: 2, abandoned: [] });
 });
 
+test("shutdown() called again from a cancel listener inside shutdown() returns the same promise", async () => {
+  const tasks = new TaskManager();
+  let nested: Promise<unknown> | undefined;
+  tasks.addEventListener("cancel", () => {
+    nested ??= tasks.shutdown({ timeout: 0 });
+  });
+  tasks.run("waits", untilAborted);
+  await flush();
+  const first = tasks.shutdown({ timeout: 0 });
+  assert.ok(nested !== undefined, "the listener ran inside shutdown()");
+  assert.equal(nested, first);
+  assert.deepEqual(await first, { completed: 0, cancelled: 1, abandoned: [] });
+});
+
 test("shutdown() reports tasks that ignore their abort as abandoned", async () => {
   const { tasks } = quietManager();
   const g = gate();
