@@ -11,9 +11,7 @@ import type {
   ListenOptions,
 } from "./durable.ts";
 import { errorText, retryDelay } from "./_durable_util.ts";
-
-/** The longest wait one `setTimeout` can take, in ms. */
-const MAX_TIMER = 2 ** 31 - 1;
+import { MAX_TIMEOUT } from "./_validate.ts";
 
 interface Entry {
   readonly message: DurableMessage;
@@ -159,7 +157,7 @@ export class MemoryBackend implements DurableBackend {
     }
     // A timer waits at most 2^31 - 1 ms (about 24.8 days; a longer one fires
     // at once), and a delay or backoff may be up to 30 days: wait in steps.
-    const step = Math.min(delay, MAX_TIMER);
+    const step = Math.min(delay, MAX_TIMEOUT);
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       this.#schedule(entry, delay - step);

@@ -458,7 +458,7 @@ export class Scheduler {
     extra?.done?.();
     task.group?.settled(task);
     if (wasRunning) this.pump();
-    if (this.running === 0 && this.pending === 0) {
+    if (this.idle) {
       for (const wake of this.#idleWaiters) wake();
       this.#idleWaiters.clear();
     }
@@ -486,9 +486,14 @@ export class Scheduler {
     );
   }
 
+  /** Nothing running and nothing queued. */
+  get idle(): boolean {
+    return this.running === 0 && this.pending === 0;
+  }
+
   /** Resolves `true` once idle, or `false` when `signal` aborts first. */
   whenIdle(signal?: AbortSignal): Promise<boolean> {
-    if (this.running === 0 && this.pending === 0) return Promise.resolve(true);
+    if (this.idle) return Promise.resolve(true);
     if (signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const onAbort = () => {

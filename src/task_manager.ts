@@ -517,16 +517,17 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     // inside the cancellation below, gets this same promise.
     const { promise, resolve } = Promise.withResolvers<ShutdownReport>();
     this.#shutdown = promise;
-    const report = (): ShutdownReport => ({
-      completed: scheduler.completed - completed,
-      cancelled: scheduler.cancelled - cancelled,
-      abandoned: [...scheduler.tasks.values()].map((task) => task.toJSON()),
-    });
+    const finish = () =>
+      resolve({
+        completed: scheduler.completed - completed,
+        cancelled: scheduler.cancelled - cancelled,
+        abandoned: [...scheduler.tasks.values()].map((task) => task.toJSON()),
+      });
     (async () => {
       // `timeout: 0` decides before any await: a task queued in this tick,
       // still waiting for its start, is cancelled and never starts.
       const idle = timeout === 0
-        ? scheduler.running === 0 && scheduler.pending === 0
+        ? scheduler.idle
         : await scheduler.idleWithin(timeout);
       if (!idle) {
         scheduler.cancelAll(
@@ -534,7 +535,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
         );
         await scheduler.idleWithin(grace);
       }
-    })().then(() => resolve(report()), () => resolve(report()));
+    })().then(finish, finish);
     return this.#shutdown;
   }
 
