@@ -62,6 +62,29 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/**
+ * Measures each of `names` once per round, in an order that rotates each
+ * round, after one warm-up round that is left out: the samples per name,
+ * round by round, so that ratios can be taken within a round.
+ */
+export async function interleaved(
+  names: string[],
+  rounds: number,
+  measure: (name: string) => Promise<number>,
+): Promise<Record<string, number[]>> {
+  const samples: Record<string, number[]> = Object.fromEntries(
+    names.map((name) => [name, []]),
+  );
+  for (let round = 0; round <= rounds; round++) {
+    const order = names.map((_, i) => names[(i + round) % names.length]);
+    for (const name of order) {
+      const sample = await measure(name);
+      if (round > 0) samples[name].push(sample);
+    }
+  }
+  return samples;
+}
+
 /** Collects garbage a few times, letting finalisers and microtasks run. */
 export async function settleHeap(): Promise<number> {
   for (let i = 0; i < 3; i++) {

@@ -9,7 +9,7 @@ import pLimit from "p-limit";
 import PQueue from "p-queue";
 import { type TaskEvent, TaskManager } from "../mod.ts";
 import { Floor } from "./_floor.ts";
-import { median, runtime } from "./_runtime.ts";
+import { interleaved, median, runtime } from "./_runtime.ts";
 
 const N = 100_000;
 const ROUNDS = Number(globalThis.process?.env?.BENCH_ROUNDS ?? 7);
@@ -139,16 +139,11 @@ out(
 
 for (const c of cases) {
   const names = Object.keys(impls);
-  const samples: Record<string, number[]> = Object.fromEntries(
-    names.map((n) => [n, []]),
+  const samples = await interleaved(
+    names,
+    ROUNDS,
+    (name) => time(impls[name], c.fn, c.concurrency),
   );
-  for (let round = 0; round <= ROUNDS; round++) {
-    const order = names.map((_, i) => names[(i + round) % names.length]);
-    for (const name of order) {
-      const ns = await time(impls[name], c.fn, c.concurrency);
-      if (round > 0) samples[name].push(ns);
-    }
-  }
   const ratio = (a: string, b: string) =>
     median(samples[a].map((x, i) => x / samples[b][i])).toFixed(2);
   out();

@@ -17,7 +17,7 @@ import {
   type BackgroundTasksEnv,
   type BackgroundTasksOptions,
 } from "../src/hono.ts";
-import { median, runtime } from "./_runtime.ts";
+import { interleaved, median, runtime } from "./_runtime.ts";
 
 const N = 20_000;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
@@ -98,16 +98,7 @@ async function time(target: Hono<BackgroundTasksEnv>): Promise<number> {
 }
 
 const names = Object.keys(apps);
-const samples: Record<string, number[]> = Object.fromEntries(
-  names.map((name) => [name, []]),
-);
-for (let round = 0; round <= ROUNDS; round++) {
-  const order = names.map((_, i) => names[(i + round) % names.length]);
-  for (const name of order) {
-    const us = await time(apps[name]);
-    if (round > 0) samples[name].push(us);
-  }
-}
+const samples = await interleaved(names, ROUNDS, (name) => time(apps[name]));
 
 const lines: string[] = [];
 const out = (line = "") => {
