@@ -17,7 +17,7 @@ import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { jsonError, messageOf } from "./http.ts";
+import { jsonError, messageOf, unavailable } from "./http.ts";
 import { type MailTransport, OutboxTransport } from "./mail.ts";
 import {
   type OrderDeps,
@@ -172,8 +172,7 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
   app.use(async (c, next) => {
     if (closing.signal.aborted) {
       c.header("Connection", "close");
-      c.header("Retry-After", "5");
-      return jsonError(c, 503, "The server is shutting down");
+      return unavailable(c, "The server is shutting down");
     }
     requests++;
     try {
@@ -260,8 +259,7 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
     }
     if (closing.signal.aborted || manager.closed) {
       // Most likely the shutdown's doing (a body made unreadable, say).
-      c.header("Retry-After", "5");
-      return jsonError(c, 503, "The server is shutting down");
+      return unavailable(c, "The server is shutting down");
     }
     console.error(`${c.req.method} ${c.req.path} failed:`, error);
     return jsonError(c, 500, "Internal server error");

@@ -54,12 +54,16 @@ export function unreadable(
 ): Response {
   if (closing.aborted) {
     c.header("Connection", "close");
-    c.header("Retry-After", "5");
-    return jsonError(
+    return unavailable(
       c,
-      503,
       `The server is shutting down: ${what} could not be read; send it again`,
     );
   }
   return jsonError(c, 400, `${what} could not be read: ${messageOf(error)}`);
+}
+
+/** 503 with `Retry-After`: the request may succeed if sent again later. */
+export function unavailable(c: Context, message: string): Response {
+  c.header("Retry-After", "5");
+  return jsonError(c, 503, message);
 }

@@ -21,6 +21,7 @@ import {
   limitBody,
   messageOf,
   show,
+  unavailable,
   unreadable,
 } from "./http.ts";
 import { type MailMessage, type MailTransport, sendWithRetry } from "./mail.ts";
@@ -367,10 +368,8 @@ export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
             messageOf(error)
           }`,
         );
-        c.header("Retry-After", "5");
-        return jsonError(
+        return unavailable(
           c,
-          503,
           "The order could not be queued for confirmation; try again later",
         );
       }

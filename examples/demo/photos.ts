@@ -29,6 +29,7 @@ import {
   limitBody,
   messageOf,
   show,
+  unavailable,
   unreadable,
 } from "./http.ts";
 import {
@@ -189,10 +190,8 @@ export function photoRoutes(deps: PhotoDeps): Hono<BackgroundTasksEnv> {
           }`,
         );
         await store.remove(meta.id);
-        c.header("Retry-After", "5");
-        return jsonError(
+        return unavailable(
           c,
-          503,
           "The photo could not be queued for processing; try again later",
         );
       }
