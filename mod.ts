@@ -38,18 +38,18 @@ export {
   type TaskEventListener,
   TaskManager,
   type TaskManagerOptions,
-} from "./src/task_manager.ts";
+} from "./src/core/task_manager.ts";
 export {
   TaskGroup,
   type TaskGroupOptions,
   type TaskResult,
-} from "./src/task_group.ts";
+} from "./src/core/task_group.ts";
 export {
   TaskEvent,
   type TaskEventInit,
   type TaskEventMap,
   type TaskEventType,
-} from "./src/task_event.ts";
+} from "./src/core/task_event.ts";
 export type {
   RunOptions,
   Task,
@@ -58,4 +58,4 @@ export type {
   TaskHandle,
   TaskInfo,
   TaskStatus,
-} from "./src/types.ts";
+} from "./src/core/types.ts";

@@ -12,7 +12,7 @@ import {
   request as fetchWithin,
   ROOT,
   startDemo as launch,
-} from "../tests/fixtures/demo/server.ts";
+} from "../tests/demo/fixtures/server.ts";
 import { runtime } from "./_runtime.ts";
 
 /** The repository's root folder. */

@@ -16,7 +16,7 @@ import {
   backgroundTasks,
   type BackgroundTasksEnv,
   type BackgroundTasksOptions,
-} from "../src/hono.ts";
+} from "../src/hono/mod.ts";
 import { interleaved, median, runtime } from "./_runtime.ts";
 
 const N = 20_000;

@@ -11,10 +11,11 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
-const testFiles = readdirSync(join(root, "tests"))
+// Every `*_test.ts` under tests/, in its folders (core, hono, worker, ...).
+const testFiles = readdirSync(join(root, "tests"), { recursive: true })
   .filter((file) => file.endsWith("_test.ts"))
-  .sort()
-  .map((file) => join("tests", file));
+  .map((file) => join("tests", file))
+  .sort();
 // Some tools colour their output anyway; the summaries are read without it.
 const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
 const env = { ...process.env, NO_COLOR: "1" };
@@ -27,8 +28,8 @@ const steps = [
     "doc",
     "--lint",
     "mod.ts",
-    "src/worker.ts",
-    "src/durable.ts",
+    "src/worker/mod.ts",
+    "src/durable/mod.ts",
   ]],
   ["type check", bin("deno"), [
     "check",

@@ -1,7 +1,7 @@
 // The example app for edge hosts: `POST /orders` answers 201 at once, and a
 // background task sends the confirmation after the response has gone out.
 // The same app is packaged for Cloudflare Workers (worker.ts) and for Vercel's
-// edge runtime (vercel.ts); tests/edge_test.ts runs both locally.
+// edge runtime (vercel.ts); tests/edge/edge_test.ts runs both locally.
 
 import { Hono } from "hono";
 import { TaskManager } from "@background/tasks";

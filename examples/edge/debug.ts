@@ -1,4 +1,4 @@
-// Routes that tests/edge_test.ts drives inside workerd and the edge runtime.
+// Routes that tests/edge/edge_test.ts drives inside workerd and the edge runtime.
 // They show what the docs warn about and what the core does in a sandbox;
 // leave them out of a real app.
 

@@ -1,0 +1,248 @@
+// The in-memory DurableBackend: the reference for what a backend does, and a
+// stand-in for tests. Nothing here survives the process.
+
+import {
+  type DeadLetter,
+  type DurableBackend,
+  type DurableListener,
+  type DurableMessage,
+  type DurableOutcome,
+  type DurableReceiver,
+  errorText,
+  type ListenOptions,
+  retryDelay,
+} from "./backend.ts";
+import { MAX_TIMEOUT } from "../core/_validate.ts";
+
+interface Entry {
+  readonly message: DurableMessage;
+  /** Attempts started so far. */
+  started: number;
+}
+
+interface Listener {
+  readonly receive: DurableReceiver;
+  readonly concurrency: number;
+  readonly onError: (error: unknown) => void;
+  running: number;
+  stopped: boolean;
+}
+
+/**
+ * A {@linkcode DurableBackend} that keeps tasks in this process's memory:
+ * nothing survives a restart and nothing is shared with another process. It
+ * is for tests of your handlers and for trying the API; it behaves as the
+ * other backends do (delays, retries with backoff, dead letters, handing a
+ * cancelled task back), so the code you test is the code you deploy with
+ * {@linkcode DenoKvBackend} or {@linkcode RedisBackend}.
+ *
+ * Two {@linkcode DurableQueue}s over one `MemoryBackend` share its tasks, as
+ * two processes share a Redis server.
+ *
+ * @example Test a handler without a server
+ * ```ts
+ * import { TaskManager } from "@background/tasks";
+ * import { DurableQueue, MemoryBackend } from "@background/tasks/durable";
+ * import assert from "node:assert/strict";
+ *
+ * const queue = new DurableQueue(new MemoryBackend());
+ * const seen: number[] = [];
+ * queue.define("count", (n: number) => {
+ *   seen.push(n);
+ * });
+ * await queue.enqueue("count", 1);
+ * await queue.enqueue("count", 2);
+ * const tasks = new TaskManager();
+ * let settled = 0;
+ * const both = new Promise<void>((resolve) =>
+ *   tasks.addEventListener("settle", () => {
+ *     if (++settled === 2) resolve();
+ *   }));
+ * queue.consume(tasks, { concurrency: 2 });
+ * await both;
+ * assert.deepEqual(seen, [1, 2]);
+ * await tasks.shutdown();
+ * await queue.close();
+ * ```
+ */
+export class MemoryBackend implements DurableBackend {
+  /** Ready to deliver, oldest first. */
+  readonly #ready: Entry[] = [];
+  readonly #timers: Set<ReturnType<typeof setTimeout>> = new Set();
+  readonly #listeners: Listener[] = [];
+  readonly #dead: DeadLetter[] = [];
+  #next = 0;
+  #pumpScheduled = false;
+  #closed = false;
+
+  /**
+   * Stores a task; it is delivered after `delay` milliseconds.
+   *
+   * @param message The task.
+   * @param delay Milliseconds to wait first.
+   * @returns A promise that resolves once it is stored.
+   */
+  enqueue(message: DurableMessage, delay: number): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(new Error("The MemoryBackend is closed"));
+    }
+    this.#schedule({ message, started: 0 }, delay);
+    return Promise.resolve();
+  }
+
+  /**
+   * Delivers tasks to `receive`, at most `concurrency` at once.
+   *
+   * @param receive Runs one delivery and resolves with its outcome.
+   * @param options The concurrency, and where errors go.
+   * @returns A listener to stop.
+   */
+  listen(receive: DurableReceiver, options: ListenOptions): DurableListener {
+    const listener: Listener = {
+      receive,
+      concurrency: options.concurrency,
+      onError: options.onError,
+      running: 0,
+      stopped: this.#closed,
+    };
+    if (!this.#closed) this.#listeners.push(listener);
+    this.#pump();
+    return {
+      stop: () => {
+        listener.stopped = true;
+        const index = this.#listeners.indexOf(listener);
+        if (index !== -1) this.#listeners.splice(index, 1);
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /**
+   * The dead letters, most recent first.
+   *
+   * @param limit The most to return.
+   * @returns A promise of copies of them.
+   */
+  deadLetters(limit: number): Promise<DeadLetter[]> {
+    return Promise.resolve(
+      this.#dead.slice(-limit).reverse().map((letter) => ({
+        ...letter,
+        payload: copy(letter.payload),
+      })),
+    );
+  }
+
+  /**
+   * Stops delivering and forgets every stored task (dead letters stay
+   * readable).
+   *
+   * @returns A promise that resolves at once.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    for (const listener of this.#listeners) listener.stopped = true;
+    this.#listeners.length = 0;
+    this.#ready.length = 0;
+    return Promise.resolve();
+  }
+
+  #schedule(entry: Entry, delay: number, first = false): void {
+    if (this.#closed) return;
+    if (delay <= 0) {
+      if (first) this.#ready.unshift(entry);
+      else this.#ready.push(entry);
+      this.#pump();
+      return;
+    }
+    // A timer waits at most 2^31 - 1 ms (about 24.8 days; a longer one fires
+    // at once), and a delay or backoff may be up to 30 days: wait in steps.
+    const step = Math.min(delay, MAX_TIMEOUT);
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#schedule(entry, delay - step);
+    }, step);
+    this.#timers.add(timer);
+  }
+
+  /** Delivers in a microtask, never inside the caller's call. */
+  #pump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(() => {
+      this.#pumpScheduled = false;
+      while (this.#ready.length > 0 && !this.#closed) {
+        const listener = this.#freeListener();
+        if (listener === undefined) return;
+        this.#deliver(listener, this.#ready.shift()!);
+      }
+    });
+  }
+
+  /** The next listener, round robin, with a free slot. */
+  #freeListener(): Listener | undefined {
+    const count = this.#listeners.length;
+    for (let i = 0; i < count; i++) {
+      const listener = this.#listeners[(this.#next + i) % count];
+      if (listener.running < listener.concurrency) {
+        this.#next = (this.#next + i + 1) % count;
+        return listener;
+      }
+    }
+    return undefined;
+  }
+
+  #deliver(listener: Listener, entry: Entry): void {
+    listener.running++;
+    const attempt = ++entry.started;
+    // Each attempt gets its own copy, as from a backend that stores JSON: a
+    // handler that changes its payload changes nothing stored.
+    const message = { ...entry.message, payload: copy(entry.message.payload) };
+    listener.receive({ message, attempt })
+      .then(
+        (outcome) => this.#record(listener, entry, outcome),
+        (error) => {
+          // A receiver must not reject; keep the task as if released.
+          listener.onError(error);
+          this.#record(listener, entry, { status: "released" });
+        },
+      )
+      .finally(() => {
+        listener.running--;
+        this.#pump();
+      });
+  }
+
+  #record(listener: Listener, entry: Entry, outcome: DurableOutcome): void {
+    const { message } = entry;
+    switch (outcome.status) {
+      case "fulfilled":
+        return;
+      case "rejected":
+        if (entry.started < message.attempts) {
+          this.#schedule(entry, retryDelay(message.backoff, entry.started));
+        } else {
+          this.#dead.push({
+            id: message.id,
+            name: message.name,
+            payload: copy(message.payload),
+            attempts: entry.started,
+            error: errorText(outcome.error),
+            failedAt: new Date(),
+          });
+        }
+        return;
+      case "released":
+        entry.started--;
+        // A stopping listener hands it to the others at once; a cancelled
+        // task waits one backoff before it runs again.
+        this.#schedule(entry, listener.stopped ? 0 : message.backoff, true);
+    }
+  }
+}
+
+/** A deep copy of a JSON payload. */
+function copy(payload: unknown): unknown {
+  return structuredClone(payload);
+}

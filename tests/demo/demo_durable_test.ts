@@ -1,0 +1,568 @@
+// The demo server's durable mode (examples/demo with REDIS_URL) over real
+// HTTP: each test starts its own redis-server on 127.0.0.1 (no persistence)
+// and demo processes, one on Deno and one on Bun, that share it and one
+// DATA_DIR; every process is killed in `finally`. Where redis-server is not
+// installed, the tests are reported as skipped, with the reason printed once.
+
+import assert from "node:assert/strict";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { test as nodeTest } from "node:test";
+import { TaskManager } from "../../mod.ts";
+import { DurableQueue, RedisBackend } from "../../src/durable/mod.ts";
+import { within } from "../durable/fixtures/_process.ts";
+import {
+  redisMissing,
+  type RedisServer,
+  startRedis,
+} from "../durable/fixtures/_redis.ts";
+import {
+  type DemoServer,
+  gradient,
+  photoForm,
+  poll,
+  removeDir,
+  request,
+  type Runtime,
+  startDemo,
+  tempDir,
+} from "./fixtures/server.ts";
+import { test } from "../_harness.ts";
+
+// Bun gives each test 5 s by default; a test here starts two servers.
+if ((process.versions as Record<string, string | undefined>).bun) {
+  const bunTest = "bun:test";
+  const { setDefaultTimeout } = await import(bunTest);
+  setDefaultTimeout(60_000);
+}
+
+const SKIP = redisMissing();
+if (SKIP !== undefined) console.log(`demo_durable_test.ts: skipping: ${SKIP}`);
+
+type Deno = {
+  test(definition: { name: string; ignore: boolean; fn(): void }): void;
+};
+const deno = (globalThis as { Deno?: Deno }).Deno;
+
+/** A test that needs a Redis server; it gets a fresh one and a fresh DATA_DIR. */
+function redisTest(
+  name: string,
+  fn: (redis: RedisServer, dataDir: string) => Promise<void>,
+): void {
+  if (SKIP === undefined) {
+    test(name, async () => {
+      const redis = await startRedis();
+      const dataDir = await tempDir();
+      try {
+        await fn(redis, dataDir);
+      } finally {
+        await redis.stop();
+        await removeDir(dataDir);
+      }
+    });
+  } else if (deno !== undefined) {
+    deno.test({ name, ignore: true, fn() {} });
+  } else {
+    nodeTest(name, { skip: SKIP }, () => {});
+  }
+}
+
+/**
+ * The demo's durable mode on `redis`: one queued task at a time per process
+ * (so that one process cannot take all the work at once), short locks (so
+ * that a killed process's task comes back within about 2 s), one image worker.
+ */
+function durableEnv(redis: RedisServer): Record<string, string> {
+  return {
+    REDIS_URL: redis.url,
+    DURABLE_CONCURRENCY: "1",
+    REDIS_LOCK_MS: "1000",
+    WORKERS: "1",
+  };
+}
+
+/**
+ * Starts one demo per runtime on `dataDir`, at once; each is added to
+ * `servers` as soon as it runs, for the caller's `finally` to kill.
+ */
+async function startAll(
+  runtimes: Runtime[],
+  dataDir: string,
+  env: Record<string, string>,
+  servers: DemoServer[],
+): Promise<DemoServer[]> {
+  const started = await Promise.allSettled(
+    runtimes.map(async (runtime) => {
+      const server = await startDemo(runtime, dataDir, env);
+      servers.push(server);
+      return server;
+    }),
+  );
+  for (const result of started) {
+    if (result.status === "rejected") throw result.reason;
+  }
+  return started.map((result) =>
+    (result as PromiseFulfilledResult<DemoServer>)
+      .value
+  );
+}
+
+interface TaskMessage {
+  event: string;
+  task: { id: string; name: string; status: string };
+}
+
+/** The task events a demo process streams on `GET /tasks/events`, as they come. */
+class TaskLog {
+  readonly events: TaskMessage[] = [];
+  readonly #controller = new AbortController();
+  #reading: Promise<void> = Promise.resolve();
+  #waiters: (() => void)[] = [];
+  #ended = false;
+
+  /** Opens the stream and resolves once its snapshot came (bounded). */
+  static async open(server: DemoServer): Promise<TaskLog> {
+    const log = new TaskLog();
+    const snapshot = Promise.withResolvers<void>();
+    const response = await within(
+      fetch(`${server.url}/tasks/events`, { signal: log.#controller.signal }),
+      15_000,
+      () => `no answer from ${server.url}/tasks/events within 15 s`,
+    );
+    assert.equal(response.status, 200);
+    log.#reading = (async () => {
+      try {
+        for await (const message of readEvents(response.body!)) {
+          if (message.event === "snapshot") snapshot.resolve();
+          else log.events.push(message as unknown as TaskMessage);
+          log.#wake();
+        }
+      } catch {
+        // Closed by `close`, or the process died.
+      } finally {
+        log.#ended = true;
+        snapshot.reject(new Error(`${server.url}/tasks/events ended`));
+        log.#wake();
+      }
+    })();
+    try {
+      await within(snapshot.promise, 15_000, () => "no snapshot within 15 s");
+    } catch (error) {
+      await log.close();
+      throw error;
+    }
+    return log;
+  }
+
+  /** Resolves with the first event that matches, waiting up to `ms`. */
+  waitFor(
+    what: string,
+    match: (message: TaskMessage) => boolean,
+    ms = 20_000,
+  ): Promise<TaskMessage> {
+    const found = (async () => {
+      for (;;) {
+        const message = this.events.find(match);
+        if (message !== undefined) return message;
+        if (this.#ended) throw new Error(`the stream ended before ${what}`);
+        await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      }
+    })();
+    return within(found, ms, () => `no ${what} within ${ms} ms`);
+  }
+
+  /** The first thumbnail this process started. */
+  thumbnailStarted(by: string): Promise<TaskMessage> {
+    return this.waitFor(
+      `thumbnail started by the ${by} process`,
+      ({ event, task }) =>
+        event === "start" && /^thumbnail \d+px /.test(task.name),
+    );
+  }
+
+  /** Resolves once this process made the last (600px) thumbnail of `photo`. */
+  photoDone(photo: string, by: string): Promise<TaskMessage> {
+    return this.waitFor(
+      `photo ${photo} to be done by the ${by} process`,
+      ({ event, task }) =>
+        event === "settle" && task.status === "fulfilled" &&
+        task.name === `thumbnail 600px ${photo}`,
+      5_000,
+    );
+  }
+
+  /** The durable tasks (`send-confirmation`, `make-thumbnails`) that settled fulfilled. */
+  done(): number {
+    return this.events.filter(({ event, task }) =>
+      event === "settle" && task.status === "fulfilled" &&
+      (task.name === "send-confirmation" || task.name === "make-thumbnails")
+    ).length;
+  }
+
+  /** Ends the stream and waits until the reader stopped. */
+  async close(): Promise<void> {
+    this.#controller.abort();
+    await this.#reading;
+  }
+
+  #wake(): void {
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+}
+
+/** Parses a `text/event-stream` body into `{ event, ...data }` messages. */
+async function* readEvents(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<Record<string, unknown> & { event: string }> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    while (true) {
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) !== -1) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = "message";
+        const data: string[] = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) event = line.slice(7);
+          else if (line.startsWith("data: ")) data.push(line.slice(6));
+        }
+        if (data.length > 0) {
+          yield { ...JSON.parse(data.join("\n")), event };
+        }
+      }
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+async function json(response: Response): Promise<Record<string, unknown>> {
+  assert.match(response.headers.get("content-type") ?? "", /application\/json/);
+  return await response.json();
+}
+
+const ORDER = {
+  email: "ada@example.com",
+  items: [{ sku: "MUG-1", quantity: 2 }],
+};
+
+function postOrder(server: DemoServer): Promise<Response> {
+  return request(`${server.url}/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(ORDER),
+  });
+}
+
+function postPhoto(server: DemoServer, jpeg: Uint8Array): Promise<Response> {
+  return request(`${server.url}/photos`, {
+    method: "POST",
+    body: photoForm(jpeg, "photo.jpg", "image/jpeg"),
+  });
+}
+
+/** Posts `count` orders at once; returns their ids. */
+async function order(server: DemoServer, count: number): Promise<string[]> {
+  return await Promise.all(
+    Array.from({ length: count }, async () => {
+      const response = await postOrder(server);
+      const body = await json(response);
+      assert.equal(response.status, 201, JSON.stringify(body));
+      return body.orderId as string;
+    }),
+  );
+}
+
+/** Uploads `count` photos at once; returns their ids. */
+async function upload(
+  server: DemoServer,
+  jpeg: Uint8Array,
+  count: number,
+): Promise<string[]> {
+  return await Promise.all(
+    Array.from({ length: count }, async () => {
+      const response = await postPhoto(server, jpeg);
+      const body = await json(response);
+      assert.equal(response.status, 201, JSON.stringify(body));
+      assert.equal(body.status, "processing");
+      return body.photoId as string;
+    }),
+  );
+}
+
+/** Waits until every order's email is sent and every photo is ready. */
+async function untilDone(
+  server: DemoServer,
+  orders: string[],
+  photos: string[],
+): Promise<void> {
+  for (const id of orders) {
+    await poll(`the email of order ${id} to be sent`, async () => {
+      const row = await json(await request(`${server.url}/orders/${id}`));
+      assert.notEqual(row.emailStatus, "failed", JSON.stringify(row));
+      return row.emailStatus === "sent";
+    });
+  }
+  for (const id of photos) {
+    await poll(`photo ${id} to be ready`, async () => {
+      const body = await json(await request(`${server.url}/photos/${id}`));
+      assert.notEqual(body.status, "failed", JSON.stringify(body));
+      return body.status === "ready";
+    });
+  }
+}
+
+async function photoStatus(dataDir: string, id: string): Promise<string> {
+  const meta = await readFile(join(dataDir, "photos", id, "meta.json"), "utf8");
+  return JSON.parse(meta).status;
+}
+
+/** Writes a photo folder as an upload leaves it: "processing", no thumbnails. */
+async function storePhoto(
+  dataDir: string,
+  jpeg: Uint8Array,
+  queued: boolean,
+): Promise<string> {
+  const id = crypto.randomUUID();
+  const folder = join(dataDir, "photos", id);
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, "original.jpg"), jpeg);
+  await writeFile(
+    join(folder, "meta.json"),
+    JSON.stringify({
+      id,
+      status: "processing",
+      type: "jpeg",
+      width: 1200,
+      height: 800,
+      createdAt: new Date().toISOString(),
+    }),
+  );
+  if (queued) await writeFile(join(folder, "queued"), crypto.randomUUID());
+  return id;
+}
+
+const small = await gradient(1200, 800);
+
+redisTest(
+  "durable mode: a Deno and a Bun demo process sharing Redis and DATA_DIR split the emails and thumbnails",
+  async (redis, dataDir) => {
+    const servers: DemoServer[] = [];
+    const logs: TaskLog[] = [];
+    try {
+      const [a, b] = await startAll(
+        ["deno", "bun"],
+        dataDir,
+        durableEnv(redis),
+        servers,
+      );
+      for (const server of [a, b]) {
+        assert.match(server.output(), /durable mode \(redis\)/);
+        logs.push(await TaskLog.open(server));
+      }
+      const [logA, logB] = logs;
+
+      // Everything is posted to A only.
+      const [photos, orders] = await Promise.all([
+        upload(a, small.jpeg, 4),
+        order(a, 8),
+      ]);
+      await untilDone(a, orders, photos);
+      await poll(
+        "both processes to report every task settled",
+        () => Promise.resolve(logA.done() + logB.done() >= 12),
+      );
+
+      assert.ok(
+        logA.done() > 0 && logB.done() > 0,
+        `each process ran some of the 12 tasks: Deno ${logA.done()}, Bun ${logB.done()}`,
+      );
+      // One try each, wherever it ran; every file is where both see it.
+      for (const id of orders) {
+        const row = await json(await request(`${b.url}/orders/${id}`));
+        assert.equal(row.emailAttempts, 1, JSON.stringify(row));
+      }
+      const outbox = await readdir(join(dataDir, "outbox"));
+      assert.deepEqual(outbox.sort(), orders.map((id) => `${id}.eml`).sort());
+    } finally {
+      for (const log of logs) await log.close();
+      for (const server of servers) await server.kill();
+    }
+  },
+);
+
+redisTest(
+  "durable mode: SIGKILL of one demo process mid-work leaves its task to the other, which finishes everything",
+  async (redis, dataDir) => {
+    const big = await gradient(2400, 1600);
+    const servers: DemoServer[] = [];
+    const logs: TaskLog[] = [];
+    try {
+      const [a, b] = await startAll(
+        ["deno", "bun"],
+        dataDir,
+        durableEnv(redis),
+        servers,
+      );
+      for (const server of [a, b]) logs.push(await TaskLog.open(server));
+      const [logA, logB] = logs;
+
+      const [photos, orders] = await Promise.all([
+        upload(a, big.jpeg, 3),
+        order(a, 4),
+      ]);
+      // B is making a thumbnail: kill it there.
+      const { task } = await logB.thumbnailStarted("Bun");
+      const photo = task.name.split(" ")[2];
+      assert.ok(photos.includes(photo), task.name);
+      await b.kill();
+      assert.equal(await photoStatus(dataDir, photo), "processing");
+
+      await untilDone(a, orders, photos);
+      await logA.photoDone(photo, "Deno");
+    } finally {
+      for (const log of logs) await log.close();
+      for (const server of servers) await server.kill();
+    }
+  },
+);
+
+redisTest(
+  "durable mode: POST /orders and POST /photos answer 503 when Redis cannot store the task",
+  async (redis, dataDir) => {
+    let server: DemoServer | undefined;
+    try {
+      server = await startDemo("bun", dataDir, durableEnv(redis));
+      await redis.stop();
+      const [ordered, uploaded] = await Promise.all([
+        postOrder(server),
+        postPhoto(server, small.jpeg),
+      ]);
+      for (
+        const [response, pattern] of [[ordered, /order/], [
+          uploaded,
+          /photo/,
+        ]] as const
+      ) {
+        const body = await json(response);
+        assert.equal(response.status, 503, JSON.stringify(body));
+        assert.match(body.error as string, /could not be queued/);
+        assert.match(body.error as string, pattern);
+        assert.equal(response.headers.get("retry-after"), "5");
+      }
+      // The order row stays, "pending"; the upload leaves nothing.
+      const report = await json(
+        await request(`${server.url}/reports`, { method: "POST" }),
+      );
+      const result = await poll("the report", async () => {
+        const body = await json(
+          await request(`${server!.url}/reports/${report.taskId}`),
+        );
+        return body.status === "fulfilled" &&
+          body.result as {
+            orders: { count: number; email: Record<string, number> };
+            photos: { count: number };
+          };
+      });
+      assert.equal(result.orders.count, 1);
+      assert.equal(result.orders.email.pending, 1);
+      assert.equal(result.photos.count, 0);
+      assert.deepEqual(await readdir(join(dataDir, "photos")), []);
+    } finally {
+      await server?.kill();
+    }
+  },
+);
+
+redisTest(
+  "durable mode: SIGTERM hands the task cut short back to the queue, and the other process does it",
+  async (redis, dataDir) => {
+    const big = await gradient(2400, 1600);
+    const servers: DemoServer[] = [];
+    const logs: TaskLog[] = [];
+    try {
+      // No wait for running tasks at shutdown: cancel them at once.
+      const env = { ...durableEnv(redis), SHUTDOWN_TIMEOUT_MS: "0" };
+      const [a, b] = await startAll(["deno", "bun"], dataDir, env, servers);
+      for (const server of [a, b]) logs.push(await TaskLog.open(server));
+      const [logA, logB] = logs;
+
+      const photos = await upload(a, big.jpeg, 3);
+      const { task } = await logB.thumbnailStarted("Bun");
+      const photo = task.name.split(" ")[2];
+      assert.equal(await b.stop("SIGTERM"), 0, b.output());
+      assert.match(
+        b.output(),
+        /shutdown: \d+ task\(s\) completed, [1-9]\d* cancelled/,
+      );
+
+      await untilDone(a, [], photos);
+      await logA.photoDone(photo, "Deno");
+    } finally {
+      for (const log of logs) await log.close();
+      for (const server of servers) await server.kill();
+    }
+  },
+);
+
+redisTest(
+  "durable mode: a photo stored but never queued is queued at the next start",
+  async (redis, dataDir) => {
+    // What a process that died between storing an upload and queueing it leaves.
+    const id = await storePhoto(dataDir, small.jpeg, false);
+    let server: DemoServer | undefined;
+    try {
+      server = await startDemo("bun", dataDir, durableEnv(redis));
+      assert.match(server.output(), /queued 1 photo\(s\)/);
+      await untilDone(server, [], [id]);
+      const folder = await readdir(join(dataDir, "photos", id));
+      assert.ok(folder.includes("queued"), String(folder));
+    } finally {
+      await server?.kill();
+    }
+  },
+);
+
+redisTest(
+  "durable mode: a photo whose task became a dead letter unsaid is marked failed at the next start",
+  async (redis, dataDir) => {
+    const id = await storePhoto(dataDir, small.jpeg, true);
+    // Its task fails its only attempt in a consumer that does not record it,
+    // as when a process dies during a task's last attempt. "demo" is the
+    // demo's queue name (examples/demo/durable.ts).
+    const queue = new DurableQueue(
+      await RedisBackend.open(redis.url, { queue: "demo" }),
+      { attempts: 1 },
+    );
+    queue.define("make-thumbnails", () => {
+      throw new Error("the process died");
+    });
+    const tasks = new TaskManager({ onError: () => {} });
+    const settled = new Promise((resolve) =>
+      tasks.addEventListener("settle", resolve, { once: true })
+    );
+    queue.consume(tasks);
+    await queue.enqueue("make-thumbnails", { photoId: id });
+    await within(settled, 10_000, () => "the task did not settle in 10 s");
+    await tasks.shutdown();
+    await queue.close();
+
+    let server: DemoServer | undefined;
+    try {
+      server = await startDemo("bun", dataDir, durableEnv(redis));
+      assert.match(server.output(), /marked 1 order\(s\) or photo\(s\) failed/);
+      const body = await json(await request(`${server.url}/photos/${id}`));
+      assert.equal(body.status, "failed");
+      assert.equal(body.error, "the process died");
+    } finally {
+      await server?.kill();
+    }
+  },
+);

@@ -1,0 +1,315 @@
+// DenoKvBackend on a real Deno KV (a SQLite file in a temporary folder), in
+// this process and across consumer processes (fixtures/worker.ts).
+// Deno only: under Bun and Node, and under Deno without --unstable-kv, every
+// test is reported as skipped, with the reason printed once.
+
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test as nodeTest } from "node:test";
+import { TaskManager } from "../../mod.ts";
+import { DenoKvBackend, DurableQueue } from "../../src/durable/mod.ts";
+import type { KvDatabase } from "../../src/durable/mod.ts";
+import { Child, within } from "./fixtures/_process.ts";
+import {
+  backendScenarios,
+  enqueueOnce,
+  settles,
+  starts,
+} from "./fixtures/_scenarios.ts";
+import { gate, test } from "../_harness.ts";
+
+type Deno = {
+  openKv?: (path: string) => Promise<KvDatabase>;
+  test(definition: { name: string; ignore: boolean; fn(): void }): void;
+};
+const deno = (globalThis as { Deno?: Deno }).Deno;
+const SKIP = deno === undefined
+  ? "Deno KV exists only on Deno: Bun and Node have no Deno.openKv"
+  : typeof deno.openKv !== "function"
+  ? `Deno.openKv needs --unstable-kv (or "unstable": ["kv"] in deno.json)`
+  : undefined;
+if (SKIP !== undefined) console.log(`durable_kv_test.ts: skipping: ${SKIP}`);
+
+/** A test that needs Deno KV. */
+function kvTest(name: string, fn: (file: string) => Promise<void>): void {
+  if (SKIP === undefined) {
+    test(name, async () => {
+      const folder = await mkdtemp(join(tmpdir(), "durable-kv-"));
+      try {
+        await fn(join(folder, "tasks.sqlite"));
+      } finally {
+        await rm(folder, { recursive: true, force: true });
+      }
+    });
+  } else if (deno !== undefined) {
+    deno.test({ name, ignore: true, fn() {} });
+  } else {
+    nodeTest(name, { skip: SKIP }, () => {});
+  }
+}
+
+/**
+ * Deno KV hands a message whose process died to another process only once
+ * its lease ran out: 5 s after the dead process last renewed it. This is
+ * Deno KV's constant, not ours; the tests wait it out with a margin.
+ */
+const KV_LEASE = 5_000 + 700;
+
+const WORKER = "./worker.ts";
+
+/** Enqueues one task from this process. */
+async function enqueue(
+  file: string,
+  name: string,
+  payload: unknown,
+): Promise<string> {
+  return enqueueOnce(await DenoKvBackend.open(file), name, payload);
+}
+
+/** The keys left under the backend's prefix (state records, dead letters). */
+async function keys(file: string): Promise<string[]> {
+  const kv = await deno!.openKv!(file);
+  try {
+    const found: string[] = [];
+    for await (
+      const entry of kv.list({ prefix: ["@background/tasks/durable"] })
+    ) {
+      found.push(String(entry.key[1]));
+    }
+    return found;
+  } finally {
+    kv.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+backendScenarios("DenoKvBackend", (name, body) =>
+  kvTest(name, (file) =>
+    body({
+      open: () => DenoKvBackend.open(file),
+      afterwards: async (left) =>
+        assert.deepEqual(await keys(file), left === "nothing" ? [] : ["dead"]),
+      // Deno KV stores due times in whole milliseconds.
+      earlyBy: 1,
+    })));
+
+kvTest(
+  "DenoKvBackend hands the manager at most `concurrency` tasks at once",
+  async (file) => {
+    const queue = new DurableQueue(await DenoKvBackend.open(file));
+    const hold = gate();
+    let running = 0;
+    let most = 0;
+    queue.define("t", async () => {
+      most = Math.max(most, ++running);
+      await hold.promise;
+      running--;
+    });
+    const tasks = new TaskManager();
+    const two = new Promise<void>((resolve) => {
+      let starts = 0;
+      tasks.addEventListener("start", () => {
+        if (++starts === 2) resolve();
+      });
+    });
+    const settled = settles(tasks, 4);
+    for (let i = 0; i < 4; i++) await queue.enqueue("t", i);
+    queue.consume(tasks, { concurrency: 2 });
+    await within(two, 10_000, () => "two tasks did not start");
+    assert.equal(tasks.activeCount + tasks.pendingCount, 2);
+    hold.resolve();
+    await settled;
+    assert.equal(most, 2);
+    await tasks.shutdown();
+    await queue.close();
+  },
+);
+
+kvTest(
+  "DenoKvBackend: what a closing queue holds is handed back to the next consumer, attempts not counted",
+  async (file) => {
+    const first = new DurableQueue(await DenoKvBackend.open(file));
+    let second: DurableQueue | undefined;
+    try {
+      first.define(
+        "sync",
+        (_payload, { signal }) =>
+          new Promise<void>((_, reject) =>
+            signal.addEventListener("abort", () => reject(signal.reason))
+          ),
+      );
+      const a = new TaskManager();
+      // Both deliveries must have reached this process before it closes: a
+      // message Deno KV leased to a process but had not handed over yet when
+      // the database closed comes back only when its lease runs out.
+      const started = starts(a, 2);
+      const ids = [
+        await first.enqueue("sync", 1),
+        await first.enqueue("sync", 2),
+      ];
+      first.consume(a, { concurrency: 2 });
+      await started;
+      assert.deepEqual(await a.shutdown({ timeout: 0 }), {
+        completed: 0,
+        cancelled: 2,
+        abandoned: [],
+      });
+      await first.close();
+
+      second = new DurableQueue(await DenoKvBackend.open(file));
+      const seen: [string, number][] = [];
+      second.define("sync", (_payload, { id, attempt }) => {
+        seen.push([id, attempt]);
+      });
+      const b = new TaskManager();
+      const settled = settles(b, 2);
+      second.consume(b, { concurrency: 2 });
+      await settled;
+      await b.shutdown();
+      assert.deepEqual(seen.sort(), ids.map((id) => [id, 1]).sort());
+    } finally {
+      await first.close();
+      await second?.close();
+    }
+    assert.deepEqual(await keys(file), []);
+  },
+);
+
+kvTest(
+  "DenoKvBackend: a consumer process runs a task that this process enqueues",
+  async (file) => {
+    const worker = new Child(WORKER, ["kv", file, '{"pollInterval":100}']);
+    try {
+      await worker.waitFor({ event: "ready" });
+      const id = await enqueue(file, "record", { n: 1 });
+      const done = await worker.waitFor({ event: "done", id });
+      assert.deepEqual(done.payload, { n: 1 });
+      assert.equal(done.attempt, 1);
+      worker.kill("SIGTERM");
+      await worker.waitFor({ event: "closed" });
+    } finally {
+      await worker.stop();
+    }
+    assert.deepEqual(await keys(file), []);
+  },
+);
+
+kvTest(
+  "DenoKvBackend: a task whose process was killed runs again in the next one, as attempt 2",
+  async (file) => {
+    const id = await enqueue(file, "hang", {});
+    const first = new Child(WORKER, ["kv", file, '{"hang":true}']);
+    let second: Child | undefined;
+    try {
+      await first.waitFor({ event: "start", id, attempt: 1 });
+      first.kill("SIGKILL");
+      await first.exit();
+      await sleep(KV_LEASE);
+      second = new Child(WORKER, ["kv", file, "{}"]);
+      await second.waitFor({ event: "done", id, attempt: 2 });
+    } finally {
+      await first.stop();
+      await second?.stop();
+    }
+  },
+);
+
+kvTest(
+  "DenoKvBackend: a process that shuts down hands its running task back, its attempt not counted",
+  async (file) => {
+    const id = await enqueue(file, "hang", {});
+    const first = new Child(WORKER, ["kv", file, '{"hang":true}']);
+    let second: Child | undefined;
+    try {
+      await first.waitFor({ event: "start", id, attempt: 1 });
+      first.kill("SIGTERM");
+      await first.waitFor({ event: "cancelled", id });
+      assert.equal((await first.waitFor({ event: "closed" })).cancelled, 1);
+      await first.exit();
+      second = new Child(WORKER, ["kv", file, "{}"]);
+      await second.waitFor({ event: "done", id, attempt: 1 });
+    } finally {
+      await first.stop();
+      await second?.stop();
+    }
+  },
+);
+
+kvTest("DenoKvBackend.open() refuses a bad path and options", async () => {
+  await assert.rejects(DenoKvBackend.open(7 as unknown as string), {
+    name: "TypeError",
+    message: "Cannot open DenoKvBackend: 'path' must be a string, received 7",
+  });
+  await assert.rejects(DenoKvBackend.open(undefined, { pollInterval: 0 }), {
+    name: "RangeError",
+    message:
+      "Cannot open DenoKvBackend: 'pollInterval' must be a positive number of milliseconds up to 2147483647, or Infinity, received 0",
+  });
+});
+
+kvTest(
+  "DenoKvBackend: a dead letter Deno KV wrote itself is listed with the time it was found, once",
+  async (file) => {
+    const backend = await DenoKvBackend.open(file);
+    const queue = new DurableQueue(backend);
+    queue.define("job", () => {});
+    const id = await queue.enqueue("job", 1, { delay: 60_000 });
+    // What Deno KV writes to `keysIfUndelivered` when its own redeliveries
+    // run out: the queue message as enqueued.
+    const root = "@background/tasks/durable";
+    const kv = await deno!.openKv!(file);
+    const state = await kv.get([root, "task", id]);
+    const enqueuedAt = Date.now() - 10_000;
+    await kv.atomic().set([root, "dead", id], {
+      kind: root,
+      seq: (state.value as { seq: number }).seq,
+      message: {
+        id,
+        name: "job",
+        payload: 1,
+        attempts: 3,
+        backoff: 10,
+        enqueuedAt,
+      },
+    }).commit();
+    kv.close();
+    const before = Date.now();
+    const [letter] = await queue.deadLetters();
+    assert.ok(letter.failedAt.getTime() >= before, "not the enqueue time");
+    assert.deepEqual({ ...letter, failedAt: undefined }, {
+      id,
+      name: "job",
+      payload: 1,
+      attempts: 0,
+      error: "Deno KV gave up delivering it before any attempt was recorded",
+      failedAt: undefined,
+    });
+    const [again] = await queue.deadLetters();
+    assert.equal(again.failedAt.getTime(), letter.failedAt.getTime());
+    await queue.close();
+    assert.deepEqual(await keys(file), ["dead"], "its state record is gone");
+  },
+);
+
+kvTest(
+  "DenoKvBackend: close() waits for the enqueues in progress; every one is stored",
+  async (file) => {
+    const queue = new DurableQueue(await DenoKvBackend.open(file));
+    queue.define("job", () => {});
+    const ids = Array.from({ length: 5 }, (_, n) => queue.enqueue("job", n));
+    await queue.close();
+    assert.equal((await Promise.all(ids)).length, 5);
+    assert.deepEqual(await keys(file), [
+      "task",
+      "task",
+      "task",
+      "task",
+      "task",
+    ]);
+  },
+);
