@@ -4,7 +4,8 @@
  * thumbnails after an upload, update a search index.
  *
  * {@linkcode TaskManager} starts, tracks, cancels and drains tasks;
- * {@linkcode TaskGroup} runs related tasks as one unit. Both are built only on
+ * {@linkcode TaskGroup} runs related tasks as one unit; {@linkcode TaskScope}
+ * gives the tasks of one request the same options. Both are built only on
  * web standards (`AbortSignal`, `EventTarget`, `queueMicrotask`, promises, and
  * `setTimeout` for timeouts), so they run unchanged on Deno, Bun, Node and edge
  * runtimes, and have no dependencies.
@@ -44,6 +45,7 @@ export {
   type TaskGroupOptions,
   type TaskResult,
 } from "./src/core/task_group.ts";
+export { TaskScope, type TaskScopeOptions } from "./src/core/task_scope.ts";
 export {
   TaskEvent,
   type TaskEventInit,

@@ -5,25 +5,11 @@
 
 import { Hono } from "hono";
 import { TaskManager } from "@background/tasks";
-import {
-  backgroundTasks,
-  type BackgroundTasksEnv,
-} from "@background/tasks/hono";
+import { backgroundTasks } from "@background/tasks/hono";
 import { debugRoutes } from "./debug.ts";
+import type { Api, AppEnv } from "./env.ts";
 
-/** An HTTP API the app calls: on Workers a service binding, elsewhere `fetch`. */
-export interface Api {
-  fetch(input: string, init?: RequestInit): Promise<Response>;
-}
-
-/** What the host passes as `env`. */
-export interface Bindings {
-  /** The email and order API that background tasks report to. */
-  API: Api;
-}
-
-/** The Hono environment of this app: its bindings, and `c.var.tasks`. */
-export type AppEnv = BackgroundTasksEnv & { Bindings: Bindings };
+export type { Api, AppEnv, Bindings } from "./env.ts";
 
 /**
  * Made at module top level, as apps do. Constructing a manager makes no

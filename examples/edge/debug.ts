@@ -4,7 +4,7 @@
 
 import { Hono } from "hono";
 import { TaskManager } from "@background/tasks";
-import type { Api, AppEnv } from "./app.ts";
+import type { Api, AppEnv } from "./env.ts";
 import { probeGlobals, runScenario } from "./scenario.ts";
 
 /** What the debug routes need from the app. */

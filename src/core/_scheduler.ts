@@ -1,10 +1,11 @@
-// The machinery behind TaskManager and TaskGroup: the task records, the
-// FIFO scheduler with its concurrency limit, and the bookkeeping of groups.
-// Nothing here is exported from mod.ts; the public classes are thin fronts.
+// The state behind one TaskManager: its tasks, the FIFO queue with its
+// concurrency limit, the counts, whether it is closed, and its shutdown.
+// TaskManager is a thin front over it; TaskGroup reaches it through a group
+// core (_group.ts). Every field here changes only in this class's methods.
 //
 // The invariants this file keeps:
-// - a task is counted in exactly one of `pending` and `running` until it
-//   settles, and is in `tasks` for exactly that long;
+// - a task is counted in exactly one of `pendingCount` and `runningCount`
+//   until it settles, and is in `#tasks` for exactly that long;
 // - a task keeps its concurrency slot until its function returns, even after
 //   it was cancelled or timed out;
 // - each task dispatches at most one `start`, at most one `cancel`, exactly
@@ -17,20 +18,15 @@
 //   timeout timer cleared, when the task settles.
 
 import { Queue } from "./_queue.ts";
-import { taskEvent, type TaskEventType } from "./task_event.ts";
-import type {
-  RunOptions,
-  Task,
-  TaskContext,
-  TaskFunction,
-  TaskInfo,
-  TaskStatus,
-} from "./types.ts";
+import { dispatchTaskEvent } from "./_events.ts";
+import { type TaskGroupHooks, TaskRecord } from "./_task.ts";
+import { checkTask } from "./_validate.ts";
+import type { RunOptions, TaskFunction, TaskInfo } from "./types.ts";
 
 /** Reports a failure nobody else asked for. */
 export type ErrorReporter = (error: unknown, task: TaskInfo) => void;
 
-/** The default `onError`: one line that names the task. */
+/** The default `onError`: the task's name and id, and the error with its stack. */
 export function reportToConsole(error: unknown, task: TaskInfo): void {
   console.error(
     `@background/tasks: task "${task.name}" (id ${task.id}) failed:`,
@@ -43,151 +39,25 @@ export function abortError(message: string): DOMException {
   return new DOMException(message, "AbortError");
 }
 
-let lastId = 0;
-
-/**
- * One task. It is also the handle that `run`, `runWithResult` and
- * `TaskGroup.add` return, typed there as `TaskHandle` or `Task<T>`, and the
- * context its function receives, typed as `TaskContext`: one object per task.
- * The fields below are not part of those types.
- */
-export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
-  /** The id as a number: the key of the scheduler's map (cheaper than a string). */
-  readonly key: number = ++lastId;
-  readonly name: string;
-  status: TaskStatus = "pending";
-  /** Milliseconds since the epoch when the function was called; 0 before. */
-  startTime = 0;
-  fn: TaskFunction<T> | undefined;
-  readonly scheduler: Scheduler;
-  readonly group: GroupCore | undefined;
-  /** State most tasks never need, made on first use. */
-  extra: TaskExtra | undefined = undefined;
-  /** Made on the first read of the context's `signal`, or never. */
-  controller: AbortController | undefined = undefined;
-  /** Cancellation (or the timeout) was requested: from then on it decides the outcome. */
-  cancelRequested = false;
-  /**
-   * The cancellation reason (or the `TimeoutError`) once cancellation is
-   * requested; else, once settled, the value or error.
-   */
-  result: unknown = undefined;
-
-  constructor(
-    scheduler: Scheduler,
-    group: GroupCore | undefined,
-    name: string,
-    fn: TaskFunction<T>,
-    timeout: number | undefined,
-  ) {
-    this.scheduler = scheduler;
-    this.group = group;
-    this.name = name;
-    this.fn = fn;
-    if (timeout !== undefined) this.more().timeout = timeout;
-  }
-
-  more(): TaskExtra {
-    return this.extra ??= new TaskExtra();
-  }
-
-  get id(): string {
-    return String(this.key);
-  }
-
-  get startedAt(): Date | undefined {
-    return this.startTime === 0 ? undefined : new Date(this.startTime);
-  }
-
-  get value(): Promise<T> {
-    const extra = this.more();
-    if (extra.promise === undefined) {
-      switch (this.status) {
-        case "fulfilled":
-          extra.promise = Promise.resolve(this.result);
-          break;
-        case "rejected":
-        case "cancelled":
-          extra.promise = Promise.reject(this.result);
-          break;
-        default:
-          extra.promise = new Promise((resolve, reject) => {
-            extra.resolve = resolve;
-            extra.reject = reject;
-          });
-      }
-    }
-    return extra.promise as Promise<T>;
-  }
-
-  cancel(reason?: unknown): boolean {
-    return this.scheduler.cancel(this, reason);
-  }
-
-  toJSON(): TaskInfo {
-    return this.snapshot(this.status);
-  }
-
-  /** A snapshot, with the status given (an event's status at dispatch). */
-  snapshot(status: TaskStatus): TaskInfo {
-    return { id: this.id, name: this.name, status, startedAt: this.startedAt };
-  }
-
-  /** What `console.log` shows on Deno, Bun and Node: the task, not its machinery. */
-  [Symbol.for("Deno.customInspect")](): string {
-    return describe(this);
-  }
-
-  [Symbol.for("nodejs.util.inspect.custom")](): string {
-    return describe(this);
-  }
-
-  /** The task's own signal, made on first read. */
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.cancelRequested) this.controller.abort(this.result);
-    }
-    return this.controller.signal;
-  }
-
-  /** The listener for the external signal. */
-  handleEvent(): void {
-    this.scheduler.cancel(this, this.extra!.external!.reason);
-  }
+/** What a shutdown resolves with (`ShutdownReport` in task_manager.ts). */
+export interface Report {
+  completed: number;
+  cancelled: number;
+  abandoned: TaskInfo[];
 }
 
-/**
- * A task as `console.log` shows it. (A module function, not a private
- * method: a class with private methods stores a brand in every instance.)
- */
-function describe(task: TaskRecord<unknown>): string {
-  const startedAt = task.startedAt;
-  return `Task { id: "${task.id}", name: ${
-    JSON.stringify(task.name)
-  }, status: "${task.status}"${
-    startedAt ? `, startedAt: ${startedAt.toISOString()}` : ""
-  } }`;
+/** The settings of a scheduler, fixed when it is made. */
+export interface SchedulerOptions {
+  readonly concurrency: number;
+  readonly timeout: number | undefined;
+  readonly waitUntil: ((promise: Promise<void>) => void) | undefined;
+  readonly onError: ErrorReporter;
 }
 
-/** The fields of a task that only some tasks need. */
-class TaskExtra {
-  /** The task's timeout in milliseconds. */
-  timeout: number | undefined = undefined;
-  /** The per-run `signal` option. */
-  external: AbortSignal | undefined = undefined;
-  /** The timeout's timer while the task runs; cleared when it settles. */
-  timer: ReturnType<typeof setTimeout> | undefined = undefined;
-  /** `value`, made on first read. */
-  promise: Promise<unknown> | undefined = undefined;
-  resolve: ((value: unknown) => void) | undefined = undefined;
-  reject: ((error: unknown) => void) | undefined = undefined;
-  /** Resolves the promise handed to `waitUntil`. */
-  done: (() => void) | undefined = undefined;
-  /** A group task that was passed on to the manager's queue. */
-  admitted = false;
-  /** The timeout, not a cancellation, aborted the task. */
-  timedOut = false;
+/** Defaults a task takes where its own options say nothing (a group's, a scope's). */
+export interface TaskDefaults {
+  readonly timeout?: number;
+  readonly waitUntil?: (promise: Promise<void>) => void;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -199,23 +69,25 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 /** The state behind one TaskManager. */
 export class Scheduler {
   /** Every unsettled task by id; running ones in the order they started. */
-  readonly tasks: Map<number, TaskRecord> = new Map();
-  readonly queue: Queue<TaskRecord> = new Queue();
-  running = 0;
-  pending = 0;
-  closed = false;
-  /** Settled tasks, for shutdown reports. */
-  completed = 0;
-  cancelled = 0;
-  /** Whether a listener for each event type is attached. */
-  wantStart = false;
-  wantSettle = false;
-  wantCancel = false;
+  readonly #tasks: Map<number, TaskRecord> = new Map();
+  readonly #queue: Queue<TaskRecord> = new Queue();
   readonly #target: EventTarget;
   readonly #concurrency: number;
   readonly #timeout: number | undefined;
   readonly #waitUntil: ((promise: Promise<void>) => void) | undefined;
   readonly #onError: ErrorReporter;
+  #running = 0;
+  #pending = 0;
+  /** Settled tasks, for shutdown reports. */
+  #completed = 0;
+  #cancelled = 0;
+  #closed = false;
+  #shutdown: Promise<Report> | undefined = undefined;
+  #shutdownDone = false;
+  /** Whether a listener for each event type is attached (see `listen`). */
+  #wantStart = false;
+  #wantSettle = false;
+  #wantCancel = false;
   readonly #idleWaiters: Set<() => void> = new Set();
   #drainScheduled = false;
   #pumping = false;
@@ -226,49 +98,118 @@ export class Scheduler {
     this.pump();
   };
 
-  constructor(
-    target: EventTarget,
-    concurrency: number,
-    timeout: number | undefined,
-    waitUntil: ((promise: Promise<void>) => void) | undefined,
-    onError: ErrorReporter,
-  ) {
+  constructor(target: EventTarget, options: SchedulerOptions) {
     this.#target = target;
-    this.#concurrency = concurrency;
-    this.#timeout = timeout;
-    this.#waitUntil = waitUntil;
-    this.#onError = onError;
+    this.#concurrency = options.concurrency;
+    this.#timeout = options.timeout;
+    this.#waitUntil = options.waitUntil;
+    this.#onError = options.onError;
   }
 
-  /** Accepts a task; it starts in a microtask at the earliest. */
-  add<T>(
+  get runningCount(): number {
+    return this.#running;
+  }
+
+  get pendingCount(): number {
+    return this.#pending;
+  }
+
+  /** Refuses new tasks from now on (after `shutdown()`, or the manager's signal). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** A shutdown is in progress: it started and has not resolved yet. */
+  get closing(): boolean {
+    return this.#shutdown !== undefined && !this.#shutdownDone;
+  }
+
+  /** Nothing running and nothing queued. */
+  get idle(): boolean {
+    return this.#running === 0 && this.#pending === 0;
+  }
+
+  /** The promise of the shutdown that started, if one did. */
+  get shutdownStarted(): Promise<Report> | undefined {
+    return this.#shutdown;
+  }
+
+  /** Refuses new tasks; what is accepted goes on. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /**
+   * Throws if the manager refuses new tasks: `verb` ("run", "add") and
+   * `name` say which call was refused.
+   */
+  refuseIfClosed(verb: string, name: string): void {
+    if (this.#closed) {
+      throw new Error(
+        `Cannot ${verb} task ${
+          JSON.stringify(name)
+        }: the TaskManager is shut down`,
+      );
+    }
+  }
+
+  /** A listener for `type` was attached (`true`) or the last one left. */
+  listen(type: string, listened: boolean): void {
+    if (type === "start") this.#wantStart = listened;
+    else if (type === "settle") this.#wantSettle = listened;
+    else if (type === "cancel") this.#wantCancel = listened;
+  }
+
+  /** The unsettled task with this id, if any. */
+  find(id: string): TaskRecord | undefined {
+    const key = Number(id);
+    return String(key) === id ? this.#tasks.get(key) : undefined;
+  }
+
+  /**
+   * Checks a new task's arguments (`verb` names the call: "run", "add"),
+   * refuses it once closed, and accepts it: it starts in a microtask at the
+   * earliest. What `run`, `runWithResult`, `TaskGroup.add` and a scope's
+   * methods all do.
+   */
+  accept<T>(
+    verb: string,
     name: string,
     fn: TaskFunction<T>,
     options: RunOptions | undefined,
-    group: GroupCore | undefined,
+    group: TaskGroupHooks | undefined,
+    defaults: TaskDefaults | undefined,
+  ): TaskRecord<T> {
+    checkTask(verb, name, fn, options);
+    this.refuseIfClosed(verb, name);
+    return this.#add(name, fn, options, group, defaults);
+  }
+
+  #add<T>(
+    name: string,
+    fn: TaskFunction<T>,
+    options: RunOptions | undefined,
+    group: TaskGroupHooks | undefined,
+    defaults: TaskDefaults | undefined,
   ): TaskRecord<T> {
     const task = new TaskRecord<T>(
       this,
       group,
       name,
       fn,
-      options?.timeout ?? this.#timeout,
+      options?.timeout ?? defaults?.timeout ?? this.#timeout,
     );
-    const waitUntil = options?.waitUntil ?? this.#waitUntil;
-    if (waitUntil !== undefined) {
-      waitUntil(new Promise<void>((resolve) => task.more().done = resolve));
-    }
-    this.tasks.set(task.key, task);
-    this.pending++;
+    const waitUntil = options?.waitUntil ?? defaults?.waitUntil ??
+      this.#waitUntil;
+    if (waitUntil !== undefined) task.holdFor(waitUntil);
+    this.#tasks.set(task.key, task);
+    this.#pending++;
     group?.accept(task);
 
     const signal = options?.signal;
     if (signal?.aborted) return this.#dropLater(task, signal.reason);
     if (group?.cancelRequested) return this.#dropLater(task, group.reason);
-    if (signal !== undefined) {
-      task.more().external = signal;
-      signal.addEventListener("abort", task);
-    }
+    if (signal !== undefined) task.watch(signal);
     if (group === undefined) this.enqueue(task);
     else group.admit(task);
     return task;
@@ -276,24 +217,34 @@ export class Scheduler {
 
   /** A task that must never start: it settles as cancelled in a microtask. */
   #dropLater<T>(task: TaskRecord<T>, reason: unknown): TaskRecord<T> {
-    task.cancelRequested = true;
-    task.result = reason;
+    task.requestCancel(reason);
     queueMicrotask(() => this.#drop(task));
     return task;
   }
 
   /** Settles a pending task whose cancellation was requested. */
   #drop(task: TaskRecord): void {
-    if (this.wantCancel) this.#dispatch("cancel", task);
+    if (this.#wantCancel) dispatchTaskEvent(this.#target, "cancel", task);
     this.#settle(task, false, undefined);
   }
 
+  /** Puts a pending task at the back of the queue. */
   enqueue(task: TaskRecord): void {
-    this.queue.push(task);
+    this.#queue.push(task);
     if (!this.#drainScheduled && !this.#pumping) {
       this.#drainScheduled = true;
       queueMicrotask(this.#drain);
     }
+  }
+
+  /**
+   * Moves a pending task to the end of the manager's list of tasks, so that
+   * `activeTasks` keeps running tasks in start order when a group lets it
+   * into the queue late.
+   */
+  reorder(task: TaskRecord): void {
+    this.#tasks.delete(task.key);
+    this.#tasks.set(task.key, task);
   }
 
   /** Starts queued tasks while slots are free. Never re-entered. */
@@ -301,8 +252,8 @@ export class Scheduler {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (this.running < this.#concurrency) {
-        const task = this.queue.shift();
+      while (this.#running < this.#concurrency) {
+        const task = this.#queue.shift();
         if (task === undefined) break;
         if (task.status === "pending" && !task.cancelRequested) {
           this.#start(task);
@@ -314,28 +265,24 @@ export class Scheduler {
   }
 
   #start(task: TaskRecord): void {
-    this.pending--;
-    this.running++;
-    task.status = "running";
-    task.startTime = Date.now();
-    if (task.group !== undefined) task.group.running++;
-    const timeout = task.extra?.timeout;
-    if (timeout !== undefined) {
-      // A timer we clear when the task settles: an `AbortSignal.timeout`
-      // cannot be cleared, and Deno keeps each one (about 600 B of heap) until
-      // it fires, however long the task is gone.
-      task.extra!.timer = setTimeout(() => this.expire(task), timeout);
-    }
-    if (this.wantStart) {
+    this.#pending--;
+    this.#running++;
+    task.begin();
+    task.group?.started();
+    // A timer we clear when the task settles: an `AbortSignal.timeout`
+    // cannot be cleared, and Deno keeps each one (about 600 B of heap) until
+    // it fires, however long the task is gone.
+    task.arm(this.#expire);
+    if (this.#wantStart) {
       this.#starting = task;
-      this.#dispatch("start", task);
+      dispatchTaskEvent(this.#target, "start", task);
       this.#starting = undefined;
     }
     // A `start` listener may have cancelled it: then its function never runs,
     // and its `cancel` event, held back until every `start` listener ran,
     // goes out now.
     if (task.cancelRequested) {
-      if (this.wantCancel) this.#dispatch("cancel", task);
+      if (this.#wantCancel) dispatchTaskEvent(this.#target, "cancel", task);
       return this.#settle(task, false, undefined);
     }
     let result: unknown;
@@ -364,53 +311,33 @@ export class Scheduler {
   /** Requests a task's cancellation; `false` when already settled or requested. */
   cancel(task: TaskRecord, reason: unknown): boolean {
     if (task.cancelRequested) return false;
-    if (task.status === "pending") {
-      task.cancelRequested = true;
-      task.result = reason === undefined
-        ? abortError(`Task "${task.name}" was cancelled`)
-        : reason;
-      this.#drop(task);
-      return true;
-    }
-    if (task.status !== "running") return false;
-    this.#abort(
-      task,
+    const status = task.status;
+    if (status !== "pending" && status !== "running") return false;
+    task.requestCancel(
       reason === undefined
         ? abortError(`Task "${task.name}" was cancelled`)
         : reason,
     );
+    if (status === "pending") this.#drop(task);
+    // A running task keeps its slot until its function returns. Its `cancel`
+    // event waits while its `start` event is being dispatched (see #start).
+    else if (this.#wantCancel && this.#starting !== task) {
+      dispatchTaskEvent(this.#target, "cancel", task);
+    }
     return true;
   }
 
-  /** The task's timeout elapsed. */
-  expire(task: TaskRecord): void {
-    const extra = task.extra!;
-    extra.timer = undefined;
-    if (task.cancelRequested || task.status !== "running") return;
-    extra.timedOut = true;
-    this.#abort(
-      task,
-      new DOMException(
-        `Task "${task.name}" timed out after ${extra.timeout} ms`,
-        "TimeoutError",
-      ),
-    );
-  }
-
-  /** Aborts a running task; it keeps its slot until its function returns. */
-  #abort(task: TaskRecord, reason: unknown): void {
-    task.cancelRequested = true;
-    task.result = reason;
-    task.controller?.abort(reason);
-    if (this.wantCancel && this.#starting !== task) {
-      this.#dispatch("cancel", task);
+  /** A task's timeout elapsed. */
+  readonly #expire = (task: TaskRecord): void => {
+    if (task.expire() && this.#wantCancel && this.#starting !== task) {
+      dispatchTaskEvent(this.#target, "cancel", task);
     }
-  }
+  };
 
   /** Cancels every unsettled task that existed when called. */
   cancelAll(reason: unknown): number {
     let cancelled = 0;
-    for (const task of [...this.tasks.values()]) {
+    for (const task of [...this.#tasks.values()]) {
       if (this.cancel(task, reason)) cancelled++;
     }
     return cancelled;
@@ -418,44 +345,27 @@ export class Scheduler {
 
   #settle(task: TaskRecord, ok: boolean, result: unknown): void {
     const wasRunning = task.status === "running";
-    let status: TaskStatus;
-    if (task.cancelRequested) {
-      // Cancellation wins: `result` already holds the reason.
-      status = task.extra?.timedOut ? "rejected" : "cancelled";
-    } else {
-      status = ok ? "fulfilled" : "rejected";
-      task.result = result;
-    }
-    task.status = status;
-    task.fn = undefined;
+    const status = task.finish(ok, result);
     if (wasRunning) {
-      this.running--;
-      if (task.group !== undefined) task.group.running--;
-    } else this.pending--;
-    if (status === "cancelled") this.cancelled++;
-    else this.completed++;
-    this.tasks.delete(task.key);
-    const extra = task.extra;
-    extra?.external?.removeEventListener("abort", task);
-    if (extra?.timer !== undefined) {
-      clearTimeout(extra.timer);
-      extra.timer = undefined;
-    }
+      this.#running--;
+      task.group?.stopped();
+    } else this.#pending--;
+    if (status === "cancelled") this.#cancelled++;
+    else this.#completed++;
+    this.#tasks.delete(task.key);
 
     // Who gets the outcome is decided before the `settle` event: whoever
     // read `value` before now; else a failure goes to `onError`, unless a
     // group's `awaitAll()` waits for it. A `settle` listener that reads
     // `value` reads it after the task settled: it gets a promise already
     // settled, and the failure still goes to `onError`.
-    const reader = extra?.resolve !== undefined;
+    const reader = task.hasReader;
     const report = !reader && status === "rejected" &&
       task.group?.awaited !== true;
-    if (this.wantSettle) this.#dispatch("settle", task);
-    if (reader) {
-      if (status === "fulfilled") extra!.resolve!(task.result);
-      else extra!.reject!(task.result);
-    } else if (report) this.#report(task.result, task);
-    extra?.done?.();
+    if (this.#wantSettle) dispatchTaskEvent(this.#target, "settle", task);
+    if (reader) task.deliver();
+    else if (report) this.#report(task.result, task);
+    task.release();
     task.group?.settled(task);
     if (wasRunning) this.pump();
     if (this.idle) {
@@ -473,22 +383,6 @@ export class Scheduler {
         task.toJSON(),
       );
     }
-  }
-
-  #dispatch(type: TaskEventType, task: TaskRecord): void {
-    const { status, result } = task;
-    this.#target.dispatchEvent(
-      type !== "settle" || status === "cancelled"
-        ? taskEvent(type, task, status, undefined, undefined, result)
-        : status === "fulfilled"
-        ? taskEvent(type, task, status, result, undefined, undefined)
-        : taskEvent(type, task, status, undefined, result, undefined),
-    );
-  }
-
-  /** Nothing running and nothing queued. */
-  get idle(): boolean {
-    return this.running === 0 && this.pending === 0;
   }
 
   /** Resolves `true` once idle, or `false` when `signal` aborts first. */
@@ -510,9 +404,9 @@ export class Scheduler {
   }
 
   /** Waits up to `ms` (0: not at all; Infinity: for ever) for idleness. */
-  idleWithin(ms: number): Promise<boolean> {
+  #idleWithin(ms: number): Promise<boolean> {
     if (ms === Infinity) return this.whenIdle();
-    if (ms === 0) return this.whenIdle(AbortSignal.abort());
+    if (ms === 0) return Promise.resolve(this.idle);
     // A timer cleared once idle, unlike an `AbortSignal.timeout`.
     const bound = new AbortController();
     const timer = setTimeout(() => bound.abort(), ms);
@@ -522,170 +416,49 @@ export class Scheduler {
     });
   }
 
+  /**
+   * Closes, then drains: waits up to `timeout` ms for the tasks, cancels the
+   * rest and waits up to `grace` ms more, and resolves with what completed,
+   * what was cancelled and what is still running. A second call returns the
+   * same promise.
+   */
+  shutdown(timeout: number, grace: number): Promise<Report> {
+    if (this.#shutdown !== undefined) return this.#shutdown;
+    this.#closed = true;
+    const completed = this.#completed;
+    const cancelled = this.#cancelled;
+    // Set before anything runs: a listener that calls shutdown() again, from
+    // inside the cancellation below, gets this same promise.
+    const { promise, resolve } = Promise.withResolvers<Report>();
+    this.#shutdown = promise;
+    const finish = () => {
+      this.#shutdownDone = true;
+      resolve({
+        completed: this.#completed - completed,
+        cancelled: this.#cancelled - cancelled,
+        abandoned: [...this.#tasks.values()].map((task) => task.toJSON()),
+      });
+    };
+    (async () => {
+      // `timeout: 0` decides before any await: a task queued in this tick,
+      // still waiting for its start, is cancelled and never starts.
+      const idle = timeout === 0 ? this.idle : await this.#idleWithin(timeout);
+      if (!idle) {
+        this.cancelAll(
+          abortError("The task manager shut down before the task finished"),
+        );
+        await this.#idleWithin(grace);
+      }
+    })().then(finish, finish);
+    return promise;
+  }
+
   /** Snapshots of the running tasks, in start order. */
   active(): TaskInfo[] {
     const active: TaskInfo[] = [];
-    for (const task of this.tasks.values()) {
+    for (const task of this.#tasks.values()) {
       if (task.status === "running") active.push(task.toJSON());
     }
     return active;
-  }
-}
-
-/** One result of `TaskGroup.awaitAll`. */
-export type TaskResult<T> =
-  | { id: string; name: string; status: "fulfilled"; value: T }
-  | { id: string; name: string; status: "rejected"; error: unknown }
-  | { id: string; name: string; status: "cancelled"; reason: unknown };
-
-/** The state behind one TaskGroup. */
-export class GroupCore {
-  readonly scheduler: Scheduler;
-  /** Every task added, in add order. */
-  readonly tasks: TaskRecord[] = [];
-  running = 0;
-  /** How many awaitAll() calls wait: while one does, failures go there instead of to `onError`. */
-  #awaiting = 0;
-  get awaited(): boolean {
-    return this.#awaiting > 0;
-  }
-  cancelRequested = false;
-  reason: unknown = undefined;
-  readonly #limit: number;
-  readonly #failFast: boolean;
-  readonly #signal: AbortSignal | undefined;
-  /** Tasks waiting for a group slot before they enter the manager's queue. */
-  readonly #held: Queue<TaskRecord> = new Queue();
-  #admitted = 0;
-  #unsettled = 0;
-  #waiters: (() => void)[] = [];
-
-  constructor(
-    scheduler: Scheduler,
-    limit: number,
-    failFast: boolean,
-    signal: AbortSignal | undefined,
-  ) {
-    this.scheduler = scheduler;
-    this.#limit = limit;
-    this.#failFast = failFast;
-    this.#signal = signal;
-    if (signal?.aborted) {
-      this.cancelRequested = true;
-      this.reason = signal.reason;
-    }
-  }
-
-  /** Counts a new task; the group's signal is watched only while one is unsettled. */
-  accept(task: TaskRecord): void {
-    this.#noticeAbort();
-    this.tasks.push(task);
-    if (this.#unsettled++ === 0) this.#signal?.addEventListener("abort", this);
-  }
-
-  /** Passes a task on to the manager's queue, or holds it for a group slot. */
-  admit(task: TaskRecord): void {
-    if (this.#admitted < this.#limit) {
-      this.#admitted++;
-      task.more().admitted = true;
-      this.scheduler.enqueue(task);
-    } else {
-      this.#held.push(task);
-    }
-  }
-
-  settled(task: TaskRecord): void {
-    if (task.extra?.admitted) this.#admitted--;
-    if (--this.#unsettled === 0) {
-      this.#signal?.removeEventListener("abort", this);
-    }
-    if (this.#failFast && task.status === "rejected" && !this.cancelRequested) {
-      this.cancel(
-        abortError(
-          `Cancelled because task "${task.name}" (id ${task.id}) in its group failed`,
-        ),
-      );
-    }
-    this.#promote();
-    if (this.#unsettled === 0) {
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const wake of waiters) wake();
-    }
-  }
-
-  #promote(): void {
-    while (!this.cancelRequested && this.#admitted < this.#limit) {
-      const next = this.#held.shift();
-      if (next === undefined) return;
-      if (next.status !== "pending" || next.cancelRequested) continue;
-      // Re-insert so that the manager's map keeps running tasks in start order.
-      this.scheduler.tasks.delete(next.key);
-      this.scheduler.tasks.set(next.key, next);
-      this.admit(next);
-    }
-  }
-
-  /** The group's signal aborted. */
-  handleEvent(): void {
-    this.cancel(this.#signal!.reason);
-  }
-
-  /** The signal is watched only while a task is unsettled: catch up on an abort missed meanwhile. */
-  #noticeAbort(): void {
-    if (!this.cancelRequested && this.#signal?.aborted) {
-      this.cancelRequested = true;
-      this.reason = this.#signal.reason;
-    }
-  }
-
-  cancel(reason: unknown): number {
-    this.#noticeAbort();
-    if (!this.cancelRequested) {
-      this.cancelRequested = true;
-      this.reason = reason === undefined
-        ? abortError("The task group was cancelled")
-        : reason;
-    }
-    let cancelled = 0;
-    for (const task of [...this.tasks]) {
-      if (this.scheduler.cancel(task, this.reason)) cancelled++;
-    }
-    return cancelled;
-  }
-
-  /** Resolves with the results once nothing is unsettled, even if tasks were added meanwhile. */
-  async settledResults(): Promise<TaskResult<unknown>[]> {
-    this.#awaiting++;
-    try {
-      // Checked before any await: results read at once when nothing is
-      // unsettled, so a task added in the same tick is not among them.
-      while (this.#unsettled > 0) await this.#nextIdle();
-      return this.results();
-    } finally {
-      this.#awaiting--;
-    }
-  }
-
-  /**
-   * Resolves once nothing is unsettled, even if tasks were added meanwhile.
-   * Unlike `settledResults`, it receives no failure: they go to `onError`.
-   */
-  async whenSettled(): Promise<void> {
-    while (this.#unsettled > 0) await this.#nextIdle();
-  }
-
-  /** Resolves the next time nothing of the group is unsettled. */
-  #nextIdle(): Promise<void> {
-    return new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-
-  results(): TaskResult<unknown>[] {
-    return this.tasks.map((task): TaskResult<unknown> => {
-      const { id, name, status, result } = task;
-      if (status === "fulfilled") return { id, name, status, value: result };
-      if (status === "rejected") return { id, name, status, error: result };
-      return { id, name, status: "cancelled", reason: result };
-    });
   }
 }

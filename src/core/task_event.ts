@@ -1,25 +1,4 @@
-import type { TaskInfo, TaskStatus } from "./types.ts";
-
-/** What an event made by the manager takes its task snapshot from, on first read. */
-export interface SnapshotSource {
-  snapshot(status: TaskStatus): TaskInfo;
-}
-
-/** Stands for a snapshot not taken yet. */
-const LATER = Object.freeze({}) as TaskInfo;
-
-/**
- * Makes the manager's events; their `task` snapshot is taken on first read
- * (most of its cost is the `Date`), with the status the task had at dispatch.
- */
-export let taskEvent: (
-  type: TaskEventType,
-  source: SnapshotSource,
-  status: TaskStatus,
-  value: unknown,
-  error: unknown,
-  reason: unknown,
-) => TaskEvent;
+import type { TaskInfo } from "./types.ts";
 
 /** The names of the events a {@linkcode TaskManager} dispatches. */
 export type TaskEventType = "start" | "settle" | "cancel";
@@ -68,9 +47,7 @@ export interface TaskEventInit extends EventInit {
  * ```
  */
 export class TaskEvent extends Event {
-  #task: TaskInfo;
-  #source: SnapshotSource | undefined = undefined;
-  #status: TaskStatus | undefined = undefined;
+  readonly #task: TaskInfo;
   /** `settle` of a fulfilled task: what its function returned. */
   readonly value: unknown;
   /** `settle` of a rejected task: what its function threw, or the `TimeoutError`. */
@@ -109,20 +86,7 @@ export class TaskEvent extends Event {
 
   /** The task, as it was when the event was dispatched. */
   get task(): TaskInfo {
-    if (this.#task === LATER) {
-      this.#task = this.#source!.snapshot(this.#status!);
-      this.#source = undefined;
-    }
     return this.#task;
-  }
-
-  static {
-    taskEvent = (type, source, status, value, error, reason) => {
-      const event = new TaskEvent(type, { task: LATER, value, error, reason });
-      event.#source = source;
-      event.#status = status;
-      return event;
-    };
   }
 }
 

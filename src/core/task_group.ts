@@ -1,13 +1,11 @@
-import { GroupCore, type TaskResult } from "./_scheduler.ts";
 import {
-  checkBoolean,
-  checkConcurrency,
-  checkOptions,
-  checkSignal,
-  checkTask,
-  show,
-} from "./_validate.ts";
-import { schedulers, TaskManager } from "./task_manager.ts";
+  GroupCore,
+  type GroupSetup,
+  SETUP,
+  type TaskResult,
+} from "./_group.ts";
+import { reportToConsole, Scheduler } from "./_scheduler.ts";
+import { BOOLEAN, checkOptions, CONCURRENCY, SIGNAL } from "./_validate.ts";
 import type { RunOptions, Task, TaskFunction } from "./types.ts";
 
 export type { TaskResult };
@@ -30,13 +28,15 @@ export interface TaskGroupOptions {
    * @default {Infinity}
    */
   concurrency?: number;
-  /**
-   * The manager the tasks run through; `manager.group()` sets it.
-   *
-   * @default {a new TaskManager of the group's own}
-   */
-  manager?: TaskManager;
 }
+
+/** The settings of the manager a group made with `new TaskGroup()` runs through. */
+const OWN_MANAGER = {
+  concurrency: Infinity,
+  timeout: undefined,
+  waitUntil: undefined,
+  onError: reportToConsole,
+};
 
 /**
  * A set of tasks that finish, fail or are cancelled together: the three
@@ -89,21 +89,23 @@ export class TaskGroup implements AsyncDisposable {
   constructor(options: TaskGroupOptions = {}) {
     const where = "Cannot create TaskGroup";
     checkOptions(where, options);
-    checkBoolean(where, "failFast", options.failFast);
-    checkSignal(where, "signal", options.signal);
-    checkConcurrency(where, options.concurrency);
-    const manager = options.manager ?? new TaskManager();
-    const scheduler = schedulers.get(manager);
-    if (scheduler === undefined) {
+    BOOLEAN.check(where, "failFast", options.failFast);
+    SIGNAL.check(where, "signal", options.signal);
+    CONCURRENCY.check(where, "concurrency", options.concurrency);
+    if ("manager" in options) {
       throw new TypeError(
-        `${where}: 'manager' must be a TaskManager, received ${show(manager)}`,
+        `${where}: 'manager' is not an option: make a group that runs through a manager with manager.group()`,
       );
     }
+    // Set by `manager.group()` and `TaskScope.group()`, under a symbol of
+    // their own; a group made with `new` runs through a manager of its own.
+    const setup = (options as { [SETUP]?: GroupSetup })[SETUP];
     this.#core = new GroupCore(
-      scheduler,
+      setup?.scheduler ?? new Scheduler(new EventTarget(), OWN_MANAGER),
       options.concurrency ?? Infinity,
       options.failFast ?? false,
       options.signal,
+      setup?.defaults,
     );
   }
 
@@ -136,16 +138,8 @@ export class TaskGroup implements AsyncDisposable {
    * ```
    */
   add<T>(name: string, fn: TaskFunction<T>, options?: RunOptions): Task<T> {
-    checkTask("add", name, fn, options);
-    const scheduler = this.#core.scheduler;
-    if (scheduler.closed) {
-      throw new Error(
-        `Cannot add task ${
-          JSON.stringify(name)
-        }: the group's TaskManager is shut down`,
-      );
-    }
-    return scheduler.add(name, fn, options, this.#core);
+    const core = this.#core;
+    return core.scheduler.accept("add", name, fn, options, core, core.defaults);
   }
 
   /**

@@ -1,19 +1,20 @@
+import { Listeners } from "./_listeners.ts";
+import { register } from "./_registry.ts";
 import {
-  abortError,
   type ErrorReporter,
   reportToConsole,
   Scheduler,
 } from "./_scheduler.ts";
 import {
-  checkBound,
-  checkConcurrency,
-  checkFunction,
+  BOUND,
   checkOptions,
-  checkSignal,
-  checkTask,
-  checkTimeout,
-  show,
+  CONCURRENCY,
+  FUNCTION,
+  ID,
+  SIGNAL,
+  TIMEOUT,
 } from "./_validate.ts";
+import { SETUP } from "./_group.ts";
 import type { TaskEventMap } from "./task_event.ts";
 import { TaskGroup, type TaskGroupOptions } from "./task_group.ts";
 import type {
@@ -111,9 +112,6 @@ export type TaskEventListener<K extends keyof TaskEventMap> =
 const SHUTDOWN_TIMEOUT = 3000;
 const SHUTDOWN_GRACE = 1000;
 
-/** TaskGroup looks up the scheduler of the manager it is given here. */
-export const schedulers: WeakMap<TaskManager, Scheduler> = new WeakMap();
-
 /**
  * Runs work in the background of a server, and keeps track of it: what runs,
  * what waits, what failed, and what is left at shutdown.
@@ -175,9 +173,8 @@ export const schedulers: WeakMap<TaskManager, Scheduler> = new WeakMap();
  */
 export class TaskManager extends EventTarget implements AsyncDisposable {
   readonly #scheduler: Scheduler;
-  #shutdown: Promise<ShutdownReport> | undefined;
-  /** Attached listeners per event type (and capture flag), to skip unseen events. */
-  readonly #listeners: Map<string, Set<unknown>> = new Map();
+  /** The listeners per event type, so that no event is made for nobody. */
+  readonly #listeners: Listeners;
 
   /**
    * Makes a manager. It starts nothing until `run` is called.
@@ -189,30 +186,28 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
   constructor(options: TaskManagerOptions = {}) {
     const where = "Cannot create TaskManager";
     checkOptions(where, options);
-    checkConcurrency(where, options.concurrency);
-    checkTimeout(where, "timeout", options.timeout);
-    checkSignal(where, "signal", options.signal);
-    if (options.waitUntil !== undefined) {
-      checkFunction(where, "waitUntil", options.waitUntil);
-    }
-    if (options.onError !== undefined) {
-      checkFunction(where, "onError", options.onError);
-    }
+    CONCURRENCY.check(where, "concurrency", options.concurrency);
+    TIMEOUT.check(where, "timeout", options.timeout);
+    SIGNAL.check(where, "signal", options.signal);
+    FUNCTION.check(where, "waitUntil", options.waitUntil);
+    FUNCTION.check(where, "onError", options.onError);
     super();
-    const scheduler = new Scheduler(
-      this,
-      options.concurrency ?? Infinity,
-      options.timeout,
-      options.waitUntil,
-      (options.onError ?? reportToConsole) as ErrorReporter,
-    );
+    const scheduler = new Scheduler(this, {
+      concurrency: options.concurrency ?? Infinity,
+      timeout: options.timeout,
+      waitUntil: options.waitUntil,
+      onError: (options.onError ?? reportToConsole) as ErrorReporter,
+    });
     this.#scheduler = scheduler;
-    schedulers.set(this, scheduler);
+    this.#listeners = new Listeners((type, listened) =>
+      scheduler.listen(type, listened)
+    );
+    register(this, scheduler);
     const signal = options.signal;
-    if (signal?.aborted) scheduler.closed = true;
+    if (signal?.aborted) scheduler.close();
     else {
       signal?.addEventListener("abort", () => {
-        scheduler.closed = true;
+        scheduler.close();
         scheduler.cancelAll(signal.reason);
       }, { once: true });
     }
@@ -255,8 +250,14 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     fn: TaskFunction<unknown>,
     options?: RunOptions,
   ): TaskHandle {
-    this.#check("run", name, fn, options);
-    return this.#scheduler.add(name, fn, options, undefined);
+    return this.#scheduler.accept(
+      "run",
+      name,
+      fn,
+      options,
+      undefined,
+      undefined,
+    );
   }
 
   /**
@@ -290,8 +291,14 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     fn: TaskFunction<T>,
     options?: RunOptions,
   ): Task<T> {
-    this.#check("runWithResult", name, fn, options);
-    return this.#scheduler.add(name, fn, options, undefined);
+    return this.#scheduler.accept(
+      "runWithResult",
+      name,
+      fn,
+      options,
+      undefined,
+      undefined,
+    );
   }
 
   /**
@@ -336,7 +343,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * ```
    */
   get activeCount(): number {
-    return this.#scheduler.running;
+    return this.#scheduler.runningCount;
   }
 
   /**
@@ -357,7 +364,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * ```
    */
   get pendingCount(): number {
-    return this.#scheduler.pending;
+    return this.#scheduler.pendingCount;
   }
 
   /**
@@ -405,15 +412,8 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * ```
    */
   cancel(id: string, reason?: unknown): boolean {
-    if (typeof id !== "string") {
-      throw new TypeError(
-        `Cannot cancel task: 'id' must be a string, received ${show(id)}`,
-      );
-    }
-    const key = Number(id);
-    const task = String(key) === id
-      ? this.#scheduler.tasks.get(key)
-      : undefined;
+    ID.require("Cannot cancel task", "id", id);
+    const task = this.#scheduler.find(id);
     return task === undefined ? false : this.#scheduler.cancel(task, reason);
   }
 
@@ -466,7 +466,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
   idle(options: IdleOptions = {}): Promise<void> {
     checkOptions("Cannot wait for idle", options);
     const signal = options.signal;
-    checkSignal("Cannot wait for idle", "signal", signal);
+    SIGNAL.check("Cannot wait for idle", "signal", signal);
     return this.#scheduler.whenIdle(signal).then((idle) => {
       if (!idle) throw signal!.reason;
     });
@@ -502,41 +502,17 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * ```
    */
   shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
-    if (this.#shutdown !== undefined) return this.#shutdown;
+    const scheduler = this.#scheduler;
+    const started = scheduler.shutdownStarted;
+    if (started !== undefined) return started;
     const where = "Cannot shut down TaskManager";
     checkOptions(where, options);
-    checkBound(where, "timeout", options.timeout);
-    checkBound(where, "grace", options.grace);
-    const scheduler = this.#scheduler;
-    scheduler.closed = true;
-    const timeout = options.timeout ?? SHUTDOWN_TIMEOUT;
-    const grace = options.grace ?? SHUTDOWN_GRACE;
-    const completed = scheduler.completed;
-    const cancelled = scheduler.cancelled;
-    // Set before anything runs: a listener that calls shutdown() again, from
-    // inside the cancellation below, gets this same promise.
-    const { promise, resolve } = Promise.withResolvers<ShutdownReport>();
-    this.#shutdown = promise;
-    const finish = () =>
-      resolve({
-        completed: scheduler.completed - completed,
-        cancelled: scheduler.cancelled - cancelled,
-        abandoned: [...scheduler.tasks.values()].map((task) => task.toJSON()),
-      });
-    (async () => {
-      // `timeout: 0` decides before any await: a task queued in this tick,
-      // still waiting for its start, is cancelled and never starts.
-      const idle = timeout === 0
-        ? scheduler.idle
-        : await scheduler.idleWithin(timeout);
-      if (!idle) {
-        scheduler.cancelAll(
-          abortError("The task manager shut down before the task finished"),
-        );
-        await scheduler.idleWithin(grace);
-      }
-    })().then(finish, finish);
-    return this.#shutdown;
+    BOUND.check(where, "timeout", options.timeout);
+    BOUND.check(where, "grace", options.grace);
+    return scheduler.shutdown(
+      options.timeout ?? SHUTDOWN_TIMEOUT,
+      options.grace ?? SHUTDOWN_GRACE,
+    );
   }
 
   /**
@@ -584,9 +560,12 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * assert.deepEqual(results.map((r) => r.status), ["fulfilled", "fulfilled", "fulfilled"]);
    * ```
    */
-  group(options: Omit<TaskGroupOptions, "manager"> = {}): TaskGroup {
+  group(options: TaskGroupOptions = {}): TaskGroup {
     checkOptions("Cannot create TaskGroup", options);
-    return new TaskGroup({ ...options, manager: this });
+    return new TaskGroup({
+      ...options,
+      [SETUP]: { scheduler: this.#scheduler, defaults: undefined },
+    } as TaskGroupOptions);
   }
 
   /**
@@ -633,13 +612,9 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     listener: EventListenerOrEventListenerObject | null,
     options?: boolean | AddEventListenerOptions,
   ): void {
-    super.addEventListener(type, listener, options);
-    if (listener !== null && listener !== undefined) {
-      const key = listenerKey(type, options);
-      let set = this.#listeners.get(key);
-      if (set === undefined) this.#listeners.set(key, set = new Set());
-      set.add(listener);
-      this.#updateWants();
+    const callback = this.#listeners.add(type, listener, options);
+    if (callback !== undefined) {
+      super.addEventListener(type, callback, options);
     }
   }
 
@@ -687,47 +662,9 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     listener: EventListenerOrEventListenerObject | null,
     options?: boolean | EventListenerOptions,
   ): void {
-    super.removeEventListener(type, listener, options);
-    if (this.#listeners.get(listenerKey(type, options))?.delete(listener)) {
-      this.#updateWants();
+    const callback = this.#listeners.remove(type, listener, options);
+    if (callback !== undefined) {
+      super.removeEventListener(type, callback, options);
     }
   }
-
-  // A listener added with `once` or `signal` may leave on its own; it is then
-  // still counted, which only costs the making of events nobody receives.
-  #updateWants(): void {
-    const scheduler = this.#scheduler;
-    scheduler.wantStart = this.#has("start");
-    scheduler.wantSettle = this.#has("settle");
-    scheduler.wantCancel = this.#has("cancel");
-  }
-
-  #has(type: string): boolean {
-    return (this.#listeners.get(type)?.size ?? 0) +
-        (this.#listeners.get(`${type} capture`)?.size ?? 0) > 0;
-  }
-
-  #check(
-    verb: string,
-    name: unknown,
-    fn: unknown,
-    options: RunOptions | undefined,
-  ): void {
-    checkTask(verb, name, fn, options);
-    if (this.#scheduler.closed) {
-      throw new Error(
-        `Cannot ${verb} task ${
-          JSON.stringify(name)
-        }: the TaskManager is shut down`,
-      );
-    }
-  }
-}
-
-function listenerKey(
-  type: string,
-  options: boolean | EventListenerOptions | undefined,
-): string {
-  const capture = typeof options === "boolean" ? options : options?.capture;
-  return capture ? `${type} capture` : type;
 }

@@ -35,11 +35,18 @@ import {
   retryDelay,
 } from "./backend.ts";
 import {
-  checkNumber,
   checkOptions,
   MAX_TIMEOUT,
+  NumberRule,
   show,
 } from "../core/_validate.ts";
+
+/** A `pollInterval`: a positive number of milliseconds up to 2^31-1, or Infinity. */
+const POLL_INTERVAL = new NumberRule(
+  "a number of milliseconds",
+  `a positive number of milliseconds up to ${MAX_TIMEOUT}, or Infinity`,
+  (ms) => ms === Infinity || (ms > 0 && ms <= MAX_TIMEOUT),
+);
 
 /** Deno KV's `backoffSchedule`: at most 5 intervals of at most one hour. */
 const MAX_KV_INTERVAL = 60 * 60 * 1000;
@@ -707,12 +714,9 @@ export class DenoKvBackend implements DurableBackend {
 
 function checkPollInterval(where: string, options: unknown): void {
   checkOptions(where, options);
-  checkNumber(
+  POLL_INTERVAL.check(
     where,
     "pollInterval",
     (options as DenoKvBackendOptions).pollInterval,
-    "a number of milliseconds",
-    `a positive number of milliseconds up to ${MAX_TIMEOUT}, or Infinity`,
-    (ms) => ms === Infinity || (ms > 0 && ms <= MAX_TIMEOUT),
   );
 }

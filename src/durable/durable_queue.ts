@@ -2,14 +2,15 @@
 // TaskManager and reports its outcome to the backend (see backend.ts).
 
 import {
-  checkBound,
-  checkCount,
-  checkFunction,
-  checkMilliseconds,
-  checkName,
+  BOUND,
   checkOptions,
+  COUNT,
+  FUNCTION,
+  milliseconds,
+  NAME,
   show,
 } from "../core/_validate.ts";
+import { schedulerOf } from "../core/_registry.ts";
 import type { TaskEvent } from "../core/task_event.ts";
 import type { TaskManager } from "../core/task_manager.ts";
 import type { TaskHandle } from "../core/types.ts";
@@ -132,6 +133,9 @@ export interface CloseOptions {
   timeout?: number;
 }
 
+/** A delay or a backoff: 0 up to 30 days. */
+const DELAY = milliseconds(MAX_DELAY);
+
 const RELEASED: DurableOutcome = Object.freeze({ status: "released" });
 
 function reportToConsole(error: unknown): void {
@@ -233,11 +237,9 @@ export class DurableQueue implements AsyncDisposable {
       );
     }
     checkOptions(where, options);
-    checkCount(where, "attempts", options.attempts);
-    checkMilliseconds(where, "backoff", options.backoff, MAX_DELAY);
-    if (options.onError !== undefined) {
-      checkFunction(where, "onError", options.onError);
-    }
+    COUNT.check(where, "attempts", options.attempts);
+    DELAY.check(where, "backoff", options.backoff);
+    FUNCTION.check(where, "onError", options.onError);
     this.#backend = backend;
     openQueues.set(backend, (openQueues.get(backend) ?? 0) + 1);
     this.#attempts = options.attempts ?? 3;
@@ -272,8 +274,8 @@ export class DurableQueue implements AsyncDisposable {
    */
   define<P = unknown>(name: string, handler: DurableHandler<P>): void {
     const where = "Cannot define durable task";
-    checkName(where, name);
-    checkFunction(`${where} ${JSON.stringify(name)}`, "handler", handler);
+    NAME.require(where, "name", name);
+    FUNCTION.require(`${where} ${JSON.stringify(name)}`, "handler", handler);
     if (this.#handlers.has(name)) {
       throw new TypeError(
         `${where} ${JSON.stringify(name)}: the name already has a handler`,
@@ -318,7 +320,7 @@ export class DurableQueue implements AsyncDisposable {
     payload: unknown,
     options: EnqueueOptions = {},
   ): Promise<string> {
-    checkName("Cannot enqueue task", name);
+    NAME.require("Cannot enqueue task", "name", name);
     const where = `Cannot enqueue task ${JSON.stringify(name)}`;
     if (!this.#handlers.has(name)) {
       const known = [...this.#handlers.keys()].map((n) => JSON.stringify(n));
@@ -329,8 +331,8 @@ export class DurableQueue implements AsyncDisposable {
       );
     }
     checkOptions(where, options);
-    checkMilliseconds(where, "delay", options.delay, MAX_DELAY);
-    checkCount(where, "attempts", options.attempts);
+    DELAY.check(where, "delay", options.delay);
+    COUNT.check(where, "attempts", options.attempts);
     const copy = jsonCopy(where, payload);
     if (this.#closed) {
       throw new Error(`${where}: the DurableQueue is closed`);
@@ -382,18 +384,9 @@ export class DurableQueue implements AsyncDisposable {
    */
   consume(manager: TaskManager, options: ConsumeOptions = {}): void {
     const where = "Cannot consume";
-    if (
-      manager === null || typeof manager !== "object" ||
-      typeof (manager as { run?: unknown }).run !== "function" ||
-      typeof (manager as { addEventListener?: unknown }).addEventListener !==
-        "function"
-    ) {
-      throw new TypeError(
-        `${where}: 'manager' must be a TaskManager, received ${show(manager)}`,
-      );
-    }
+    schedulerOf(where, manager, "the queue");
     checkOptions(where, options);
-    checkCount(where, "concurrency", options.concurrency);
+    COUNT.check(where, "concurrency", options.concurrency);
     if (this.#closed) throw new Error(`${where}: the DurableQueue is closed`);
     const consumer = new Consumer(
       this.#handlers,
@@ -430,7 +423,7 @@ export class DurableQueue implements AsyncDisposable {
   deadLetters(options: DeadLettersOptions = {}): Promise<DeadLetter[]> {
     const where = "Cannot read dead letters";
     checkOptions(where, options);
-    checkCount(where, "limit", options.limit);
+    COUNT.check(where, "limit", options.limit);
     return this.#backend.deadLetters(options.limit ?? 100);
   }
 
@@ -468,7 +461,7 @@ export class DurableQueue implements AsyncDisposable {
     if (this.#closing !== undefined) return this.#closing;
     const where = "Cannot close DurableQueue";
     checkOptions(where, options);
-    checkBound(where, "timeout", options.timeout);
+    BOUND.check(where, "timeout", options.timeout);
     const timeout = options.timeout ?? 3000;
     this.#closed = true;
     const consumers = [...this.#consumers];

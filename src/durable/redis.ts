@@ -22,9 +22,9 @@ import {
   retryDelay,
 } from "./backend.ts";
 import {
-  checkNumber,
   checkOptions,
   MAX_TIMEOUT,
+  NumberRule,
   show,
 } from "../core/_validate.ts";
 
@@ -47,6 +47,13 @@ export interface RedisBackendOptions {
    */
   lockDuration?: number;
 }
+
+/** A `lockDuration`: whole milliseconds from 1 to 2^31-1. */
+const LOCK_DURATION = new NumberRule(
+  "a number of milliseconds",
+  `a whole number of milliseconds from 1 to ${MAX_TIMEOUT}`,
+  (ms) => Number.isInteger(ms) && ms > 0 && ms <= MAX_TIMEOUT,
+);
 
 type BullMQ = typeof import("bullmq");
 
@@ -139,14 +146,7 @@ export class RedisBackend implements DurableBackend {
       );
     }
     // Redis takes the lock's length in whole milliseconds only.
-    checkNumber(
-      where,
-      "lockDuration",
-      options.lockDuration,
-      "a number of milliseconds",
-      `a whole number of milliseconds from 1 to ${MAX_TIMEOUT}`,
-      (ms) => Number.isInteger(ms) && ms > 0 && ms <= MAX_TIMEOUT,
-    );
+    LOCK_DURATION.check(where, "lockDuration", options.lockDuration);
     const [bullmq, { Redis }] = await Promise.all([
       import("bullmq"),
       import("ioredis"),

@@ -1,6 +1,7 @@
 /**
  * Hono middleware that gives every request a way to start background tasks
- * with a shared {@linkcode TaskManager}, at `c.var.tasks`.
+ * with a shared {@linkcode TaskManager}, at `c.var.tasks`: a `TaskScope` of
+ * the manager, whose `run`, `runWithResult` and `group` are the manager's own.
  *
  * On hosts with an execution context (Cloudflare Workers), every task started
  * through `c.var.tasks` is registered with `c.executionCtx.waitUntil`, so the
@@ -42,6 +43,4 @@ export {
   backgroundTasks,
   type BackgroundTasksEnv,
   type BackgroundTasksOptions,
-  type RequestTaskGroup,
-  type RequestTasks,
 } from "./middleware.ts";

@@ -8,12 +8,7 @@ import {
   type WorkerRequest,
 } from "./_protocol.ts";
 import { Queue } from "../core/_queue.ts";
-import {
-  checkCount,
-  checkOptions,
-  checkSignal,
-  show,
-} from "../core/_validate.ts";
+import { checkOptions, COUNT, show, SIGNAL } from "../core/_validate.ts";
 
 /**
  * Options for {@linkcode WorkerPool}.
@@ -241,7 +236,7 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     this.#module = moduleUrl(where, module);
     checkOptions(where, options);
     const size = options.size;
-    checkCount(where, "size", size);
+    COUNT.check(where, "size", size);
     const name = options.export;
     if (name !== undefined && (typeof name !== "string" || name === "")) {
       throw new TypeError(
@@ -294,7 +289,7 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     const where = "Cannot run in WorkerPool";
     checkOptions(where, options);
     const signal = options.signal;
-    checkSignal(where, "signal", signal);
+    SIGNAL.check(where, "signal", signal);
     const transfer = options.transfer ?? [];
     if (!Array.isArray(transfer)) {
       throw new TypeError(

@@ -1,7 +1,7 @@
 // A model of TaskManager for the property tests. A random program of steps
 // (run, cancel, release a gate, shut down, ...) is played against a real
 // manager while recorders check, at every event and after every step, what
-// src/_scheduler.ts promises:
+// src/core/_scheduler.ts promises:
 // - each task dispatches at most one `start`, at most one `cancel` and exactly
 //   one `settle`, in that order, and a task cancelled while pending never
 //   starts; its final status follows from what happened (cancellation wins,

@@ -583,7 +583,7 @@ workerdTest(
 );
 
 workerdTest(
-  "RequestTasks.group() in workerd: POST /orders/batch confirms one order at a time after the response",
+  "c.var.tasks.group() in workerd: POST /orders/batch confirms one order at a time after the response",
   async () => {
     await withWorkerd("worker.ts", async ({ api, request }) => {
       const ids = ["w-b1", "w-b2", "w-b3"];
