@@ -31,6 +31,7 @@ const steps = [
     "src/worker/mod.ts",
     "src/durable/mod.ts",
   ]],
+  ["import cycles", process.execPath, ["tests/cycles.mjs", "src", "examples"]],
   ["type check", bin("deno"), [
     "check",
     "mod.ts",
