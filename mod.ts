@@ -46,6 +46,7 @@ export {
   type TaskResult,
 } from "./src/core/task_group.ts";
 export { TaskScope, type TaskScopeOptions } from "./src/core/task_scope.ts";
+export { ManagerClosedError } from "./src/core/manager_closed_error.ts";
 export {
   TaskEvent,
   type TaskEventInit,

@@ -5,7 +5,12 @@
 // `started` and `settled`. Every field here changes only in this class's
 // methods.
 
-import { abortError, type Scheduler, type TaskDefaults } from "./_scheduler.ts";
+import {
+  abortError,
+  type Scheduler,
+  type TaskDefaults,
+  type TaskOrigin,
+} from "./_scheduler.ts";
 import { Queue } from "./_queue.ts";
 import type { TaskGroupHooks, TaskRecord } from "./_task.ts";
 
@@ -27,13 +32,16 @@ export const SETUP: unique symbol = Symbol("TaskGroup setup");
 export interface GroupSetup {
   readonly scheduler: Scheduler;
   readonly defaults: TaskDefaults | undefined;
+  /** The scope that made the group, whose hold its tasks share; or none. */
+  readonly holder: { readonly held: boolean } | undefined;
 }
 
 /** The state behind one TaskGroup. */
-export class GroupCore implements TaskGroupHooks {
+export class GroupCore implements TaskGroupHooks, TaskOrigin {
   readonly scheduler: Scheduler;
   /** What its tasks take where their own options say nothing (a scope's). */
   readonly defaults: TaskDefaults | undefined;
+  readonly #holder: { readonly held: boolean } | undefined;
   /** Every task added, in add order. */
   readonly #tasks: TaskRecord[] = [];
   #running = 0;
@@ -55,14 +63,25 @@ export class GroupCore implements TaskGroupHooks {
     limit: number,
     failFast: boolean,
     signal: AbortSignal | undefined,
-    defaults: TaskDefaults | undefined,
+    setup: GroupSetup | undefined,
   ) {
     this.scheduler = scheduler;
-    this.defaults = defaults;
+    this.defaults = setup?.defaults;
+    this.#holder = setup?.holder;
     this.#limit = limit;
     this.#failFast = failFast;
     this.#signal = signal;
     this.#noticeAbort();
+  }
+
+  /** As a task's origin: the group itself. */
+  get group(): TaskGroupHooks {
+    return this;
+  }
+
+  /** Whether the scope that made it still holds the manager. */
+  get held(): boolean {
+    return this.#holder?.held ?? false;
   }
 
   /** How many of its tasks run. */

@@ -21,6 +21,7 @@ import { Queue } from "./_queue.ts";
 import { dispatchTaskEvent } from "./_events.ts";
 import { type TaskGroupHooks, TaskRecord } from "./_task.ts";
 import { checkTask } from "./_validate.ts";
+import { ManagerClosedError } from "./manager_closed_error.ts";
 import type { RunOptions, TaskFunction, TaskInfo } from "./types.ts";
 
 /** Reports a failure nobody else asked for. */
@@ -60,6 +61,18 @@ export interface TaskDefaults {
   readonly waitUntil?: (promise: Promise<void>) => void;
 }
 
+/**
+ * Where a new task comes from, besides its own options: the group it joins,
+ * the defaults it takes (a scope's), and whether its caller holds the
+ * manager (a scope made with `hold`, see `hold()`). A task started on the
+ * manager itself has none of these.
+ */
+export interface TaskOrigin {
+  readonly group: TaskGroupHooks | undefined;
+  readonly defaults: TaskDefaults | undefined;
+  readonly held: boolean;
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === "object" || typeof value === "function") &&
     value !== null &&
@@ -84,6 +97,12 @@ export class Scheduler {
   #closed = false;
   #shutdown: Promise<Report> | undefined = undefined;
   #shutdownDone = false;
+  /** The shutdown stopped waiting and cancels: holds no longer let tasks in. */
+  #cancelling = false;
+  /** Scopes that hold the manager open for their caller (see `hold()`). */
+  #holds = 0;
+  /** Wakes a shutdown waiting for the tasks and the holds to end. */
+  #drained: (() => void) | undefined = undefined;
   /** Whether a listener for each event type is attached (see `listen`). */
   #wantStart = false;
   #wantSettle = false;
@@ -140,17 +159,21 @@ export class Scheduler {
   }
 
   /**
-   * Throws if the manager refuses new tasks: `verb` ("run", "add") and
-   * `name` say which call was refused.
+   * A caller (a request, through its scope) starts holding the manager: a
+   * shutdown waits for it to `release()`, as for a task, before it cancels,
+   * and until then lets it start tasks. `false`, holding nothing, once the
+   * manager is closed: a caller that came later is refused like any other.
    */
-  refuseIfClosed(verb: string, name: string): void {
-    if (this.#closed) {
-      throw new Error(
-        `Cannot ${verb} task ${
-          JSON.stringify(name)
-        }: the TaskManager is shut down`,
-      );
-    }
+  hold(): boolean {
+    if (this.#closed) return false;
+    this.#holds++;
+    return true;
+  }
+
+  /** Ends a hold that `hold()` granted. */
+  release(): void {
+    this.#holds--;
+    this.#wakeDrained();
   }
 
   /** A listener for `type` was attached (`true`) or the last one left. */
@@ -168,7 +191,8 @@ export class Scheduler {
 
   /**
    * Checks a new task's arguments (`verb` names the call: "run", "add"),
-   * refuses it once closed, and accepts it: it starts in a microtask at the
+   * refuses it once closed (unless its caller holds the manager and the
+   * shutdown still waits), and accepts it: it starts in a microtask at the
    * earliest. What `run`, `runWithResult`, `TaskGroup.add` and a scope's
    * methods all do.
    */
@@ -177,12 +201,13 @@ export class Scheduler {
     name: string,
     fn: TaskFunction<T>,
     options: RunOptions | undefined,
-    group: TaskGroupHooks | undefined,
-    defaults: TaskDefaults | undefined,
+    origin: TaskOrigin | undefined,
   ): TaskRecord<T> {
     checkTask(verb, name, fn, options);
-    this.refuseIfClosed(verb, name);
-    return this.#add(name, fn, options, group, defaults);
+    if (this.#closed && !(origin?.held === true && !this.#cancelling)) {
+      throw new ManagerClosedError(verb, name);
+    }
+    return this.#add(name, fn, options, origin?.group, origin?.defaults);
   }
 
   #add<T>(
@@ -371,6 +396,14 @@ export class Scheduler {
     if (this.idle) {
       for (const wake of this.#idleWaiters) wake();
       this.#idleWaiters.clear();
+      this.#wakeDrained();
+    }
+  }
+
+  /** Wakes the shutdown once nothing runs, nothing waits and nothing holds. */
+  #wakeDrained(): void {
+    if (this.#drained !== undefined && this.idle && this.#holds === 0) {
+      this.#drained();
     }
   }
 
@@ -403,24 +436,33 @@ export class Scheduler {
     });
   }
 
-  /** Waits up to `ms` (0: not at all; Infinity: for ever) for idleness. */
-  #idleWithin(ms: number): Promise<boolean> {
-    if (ms === Infinity) return this.whenIdle();
-    if (ms === 0) return Promise.resolve(this.idle);
-    // A timer cleared once idle, unlike an `AbortSignal.timeout`.
-    const bound = new AbortController();
-    const timer = setTimeout(() => bound.abort(), ms);
-    return this.whenIdle(bound.signal).then((idle) => {
-      clearTimeout(timer);
-      return idle;
+  /**
+   * Waits up to `ms` (0: not at all; Infinity: for ever) until nothing runs,
+   * nothing waits and nothing holds the manager; `true` if that came first.
+   */
+  #drainedWithin(ms: number): Promise<boolean> {
+    const drained = () => this.idle && this.#holds === 0;
+    if (drained()) return Promise.resolve(true);
+    if (ms === 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      // A timer cleared once drained, unlike an `AbortSignal.timeout`.
+      const timer = ms === Infinity ? undefined : setTimeout(() => {
+        this.#drained = undefined;
+        resolve(false);
+      }, ms);
+      this.#drained = () => {
+        this.#drained = undefined;
+        clearTimeout(timer);
+        resolve(true);
+      };
     });
   }
 
   /**
-   * Closes, then drains: waits up to `timeout` ms for the tasks, cancels the
-   * rest and waits up to `grace` ms more, and resolves with what completed,
-   * what was cancelled and what is still running. A second call returns the
-   * same promise.
+   * Closes, then drains: waits up to `timeout` ms for the tasks (and for the
+   * holds, see `hold()`), cancels the rest and waits up to `grace` ms more,
+   * and resolves with what completed, what was cancelled and what is still
+   * running. A second call returns the same promise.
    */
   shutdown(timeout: number, grace: number): Promise<Report> {
     if (this.#shutdown !== undefined) return this.#shutdown;
@@ -442,12 +484,15 @@ export class Scheduler {
     (async () => {
       // `timeout: 0` decides before any await: a task queued in this tick,
       // still waiting for its start, is cancelled and never starts.
-      const idle = timeout === 0 ? this.idle : await this.#idleWithin(timeout);
-      if (!idle) {
+      const drained = timeout === 0
+        ? this.idle && this.#holds === 0
+        : await this.#drainedWithin(timeout);
+      if (!drained) {
+        this.#cancelling = true;
         this.cancelAll(
           abortError("The task manager shut down before the task finished"),
         );
-        await this.#idleWithin(grace);
+        await this.#drainedWithin(grace);
       }
     })().then(finish, finish);
     return promise;

@@ -105,7 +105,7 @@ export class TaskGroup implements AsyncDisposable {
       options.concurrency ?? Infinity,
       options.failFast ?? false,
       options.signal,
-      setup?.defaults,
+      setup,
     );
   }
 
@@ -121,7 +121,7 @@ export class TaskGroup implements AsyncDisposable {
    * @returns A {@linkcode Task} with a `value` promise.
    * @throws {TypeError} An empty name, a non-function, a non-signal `signal`.
    * @throws {RangeError} A `timeout` out of range.
-   * @throws {Error} The manager is shut down.
+   * @throws {ManagerClosedError} The manager is closed (see `closed`).
    *
    * @example Add while waiting
    * ```ts
@@ -139,7 +139,7 @@ export class TaskGroup implements AsyncDisposable {
    */
   add<T>(name: string, fn: TaskFunction<T>, options?: RunOptions): Task<T> {
     const core = this.#core;
-    return core.scheduler.accept("add", name, fn, options, core, core.defaults);
+    return core.scheduler.accept("add", name, fn, options, core);
   }
 
   /**

@@ -223,7 +223,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * @returns A handle with the task's `id`, `status` and `cancel()`.
    * @throws {TypeError} An empty name, a non-function, a non-signal `signal`.
    * @throws {RangeError} A `timeout` out of range.
-   * @throws {Error} The manager is shut down.
+   * @throws {ManagerClosedError} The manager is closed (see `closed`).
    *
    * @example Cancel a task by id
    * ```ts
@@ -250,14 +250,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     fn: TaskFunction<unknown>,
     options?: RunOptions,
   ): TaskHandle {
-    return this.#scheduler.accept(
-      "run",
-      name,
-      fn,
-      options,
-      undefined,
-      undefined,
-    );
+    return this.#scheduler.accept("run", name, fn, options, undefined);
   }
 
   /**
@@ -272,7 +265,7 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
    * @returns A {@linkcode Task} with a `value` promise.
    * @throws {TypeError} An empty name, a non-function, a non-signal `signal`.
    * @throws {RangeError} A `timeout` out of range.
-   * @throws {Error} The manager is shut down.
+   * @throws {ManagerClosedError} The manager is closed (see `closed`).
    *
    * @example Generate a report and wait for its URL
    * ```ts
@@ -296,7 +289,6 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
       name,
       fn,
       options,
-      undefined,
       undefined,
     );
   }
@@ -368,23 +360,52 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * Whether the manager refuses new tasks: after `shutdown()`, or once its
-   * `signal` aborted.
+   * Whether the manager refuses new tasks: from the moment `shutdown()` is
+   * called, or once its `signal` aborted. Then `run`, `runWithResult` and
+   * `group().add` throw a {@linkcode ManagerClosedError}; only a
+   * {@linkcode TaskScope} made with `hold` before the shutdown may still
+   * start tasks while the shutdown waits. The Hono middleware answers new
+   * requests 503 from this moment.
    *
    * @example Closed by shutdown
    * ```ts
-   * import { TaskManager } from "@background/tasks";
+   * import { ManagerClosedError, TaskManager } from "@background/tasks";
    * import assert from "node:assert/strict";
    *
    * const tasks = new TaskManager();
    * assert.equal(tasks.closed, false);
    * await tasks.shutdown();
    * assert.equal(tasks.closed, true);
-   * assert.throws(() => tasks.run("late", () => {}), /shut down/);
+   * assert.throws(() => tasks.run("late", () => {}), ManagerClosedError);
    * ```
    */
   get closed(): boolean {
     return this.#scheduler.closed;
+  }
+
+  /**
+   * Whether a shutdown is in progress: `shutdown()` was called and its
+   * promise has not resolved yet. `closed` is `true` all along, and stays
+   * `true` after.
+   *
+   * @example While the shutdown waits for a task
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * const gate = Promise.withResolvers<void>();
+   * tasks.run("flush", () => gate.promise);
+   * const shutdown = tasks.shutdown({ timeout: 1000 });
+   * assert.equal(tasks.closing, true);
+   * gate.resolve();
+   * await shutdown;
+   * assert.equal(tasks.closing, false);
+   * assert.equal(tasks.closed, true);
+   * ```
+   */
+  get closing(): boolean {
+    return this.#scheduler.closing;
   }
 
   /**
@@ -474,9 +495,11 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
 
   /**
    * Closes the manager and drains it: waits up to `timeout` for running and
-   * queued tasks, then cancels the rest and waits up to `grace` more for them
-   * to return. After the call, `run`, `runWithResult` and `group().add`
-   * throw. Calling it again returns the same promise. It never rejects.
+   * queued tasks (and for scopes that hold it, see {@linkcode TaskScope}),
+   * then cancels the rest and waits up to `grace` more for them to return.
+   * After the call, `run`, `runWithResult` and `group().add` throw a
+   * {@linkcode ManagerClosedError}; `closing` is `true` until the promise
+   * resolves. Calling it again returns the same promise. It never rejects.
    *
    * The defaults (3 s, then 1 s of grace) stay under Deno Deploy's 5 s
    * between SIGINT and the kill. Each bound is a timer, cleared as soon as
@@ -564,7 +587,11 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     checkOptions("Cannot create TaskGroup", options);
     return new TaskGroup({
       ...options,
-      [SETUP]: { scheduler: this.#scheduler, defaults: undefined },
+      [SETUP]: {
+        scheduler: this.#scheduler,
+        defaults: undefined,
+        holder: undefined,
+      },
     } as TaskGroupOptions);
   }
 

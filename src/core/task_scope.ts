@@ -1,7 +1,7 @@
 import { type GroupSetup, SETUP, type TaskResult } from "./_group.ts";
 import { schedulerOf } from "./_registry.ts";
-import type { Scheduler } from "./_scheduler.ts";
-import { checkOptions, checkTask, FUNCTION, TIMEOUT } from "./_validate.ts";
+import type { Scheduler, TaskDefaults, TaskOrigin } from "./_scheduler.ts";
+import { BOOLEAN, checkOptions, FUNCTION, TIMEOUT } from "./_validate.ts";
 import { TaskGroup, type TaskGroupOptions } from "./task_group.ts";
 import type { TaskManager } from "./task_manager.ts";
 import type { RunOptions, Task, TaskFunction, TaskHandle } from "./types.ts";
@@ -30,6 +30,17 @@ export interface TaskScopeOptions {
    * @default {the manager's `waitUntil`, or none}
    */
   readonly waitUntil?: (promise: Promise<void>) => void;
+  /**
+   * Whether the scope holds the manager open until {@linkcode TaskScope.prototype.release}:
+   * a shutdown that begins meanwhile waits for the scope to be released (as
+   * it waits for tasks, within its `timeout`) and lets it start tasks until
+   * then, so that a request already in its handler finishes normally, the
+   * tasks it starts included. Read once, when the scope is made. A scope
+   * made once the manager is closed holds nothing.
+   *
+   * @default {false}
+   */
+  readonly hold?: boolean;
 }
 
 /**
@@ -66,10 +77,10 @@ export interface TaskScopeOptions {
  * assert.equal(tasks.activeCount + tasks.pendingCount, 0);
  * ```
  */
-export class TaskScope {
+export class TaskScope implements Disposable {
   readonly #manager: TaskManager;
   readonly #scheduler: Scheduler;
-  readonly #options: TaskScopeOptions;
+  readonly #origin: ScopeOrigin;
 
   /**
    * Makes a scope over `manager`.
@@ -80,10 +91,80 @@ export class TaskScope {
    */
   constructor(manager: TaskManager, options: TaskScopeOptions = {}) {
     const where = "Cannot create TaskScope";
-    this.#scheduler = schedulerOf(where, manager, "the scope");
+    const scheduler = schedulerOf(where, manager, "the scope");
     checkOptions(where, options);
+    BOOLEAN.check(where, "hold", options.hold);
+    this.#scheduler = scheduler;
     this.#manager = manager;
-    this.#options = options;
+    this.#origin = new ScopeOrigin(
+      options,
+      options.hold === true && scheduler.hold(),
+    );
+  }
+
+  /**
+   * Whether the scope holds the manager: made with `hold: true` while the
+   * manager was open, and not released yet.
+   *
+   * @example Held until released
+   * ```ts
+   * import { TaskManager, TaskScope } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const scope = new TaskScope(new TaskManager(), { hold: true });
+   * assert.equal(scope.held, true);
+   * scope.release();
+   * assert.equal(scope.held, false);
+   * ```
+   */
+  get held(): boolean {
+    return this.#origin.held;
+  }
+
+  /**
+   * Stops holding the manager (see the `hold` option): a shutdown no longer
+   * waits for this scope, and once the manager is closed the scope's new
+   * tasks are refused as the manager's are. Calling it again does nothing.
+   * The scope's tasks already accepted are not affected.
+   *
+   * @example A request that holds a shutdown until it is answered
+   * ```ts
+   * import { TaskManager, TaskScope } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager();
+   * const request = new TaskScope(tasks, { hold: true });
+   * const shutdown = tasks.shutdown({ timeout: 1000 });
+   * // The shutdown began, but this request is still in its handler:
+   * request.run("send-confirmation", () => {});
+   * request.release(); // the response is out
+   * const report = await shutdown;
+   * assert.equal(report.completed, 1);
+   * ```
+   */
+  release(): void {
+    if (this.#origin.held) {
+      this.#origin.held = false;
+      this.#scheduler.release();
+    }
+  }
+
+  /**
+   * `using scope = new TaskScope(tasks, { hold: true })`: releases the scope
+   * when the block ends.
+   *
+   * @example Release at the end of a block
+   * ```ts
+   * import { TaskManager, TaskScope } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const scope = new TaskScope(new TaskManager(), { hold: true });
+   * scope[Symbol.dispose]();
+   * assert.equal(scope.held, false);
+   * ```
+   */
+  [Symbol.dispose](): void {
+    this.release();
   }
 
   /**
@@ -115,7 +196,7 @@ export class TaskScope {
    * @throws {TypeError} An empty name, a non-function, an option (or a scope
    * option) of the wrong type.
    * @throws {RangeError} A `timeout` out of range.
-   * @throws {Error} The manager is shut down.
+   * @throws {ManagerClosedError} The manager is closed (see `closed`).
    *
    * @example A timeout for the request's tasks
    * ```ts
@@ -141,14 +222,7 @@ export class TaskScope {
     fn: TaskFunction<unknown>,
     options?: RunOptions,
   ): TaskHandle {
-    return this.#scheduler.accept(
-      "run",
-      name,
-      fn,
-      options,
-      undefined,
-      this.#defaults(),
-    );
+    return this.#scheduler.accept("run", name, fn, options, this.#origin);
   }
 
   /**
@@ -163,7 +237,7 @@ export class TaskScope {
    * @throws {TypeError} An empty name, a non-function, an option (or a scope
    * option) of the wrong type.
    * @throws {RangeError} A `timeout` out of range.
-   * @throws {Error} The manager is shut down.
+   * @throws {ManagerClosedError} The manager is closed (see `closed`).
    *
    * @example Wait for a result
    * ```ts
@@ -185,8 +259,7 @@ export class TaskScope {
       name,
       fn,
       options,
-      undefined,
-      this.#defaults(),
+      this.#origin,
     );
   }
 
@@ -215,15 +288,30 @@ export class TaskScope {
     checkOptions("Cannot create TaskGroup", options);
     const setup: GroupSetup = {
       scheduler: this.#scheduler,
-      defaults: this.#defaults(),
+      defaults: this.#origin.defaults,
+      holder: this.#origin,
     };
     return new TaskGroup({ ...options, [SETUP]: setup } as TaskGroupOptions);
   }
+}
+
+/**
+ * A scope as the scheduler sees each of its tasks' origin: its defaults, read
+ * from the options each time (and checked), and whether it holds the manager.
+ */
+class ScopeOrigin implements TaskOrigin {
+  readonly group: undefined = undefined;
+  readonly #options: TaskScopeOptions;
+  held: boolean;
+
+  constructor(options: TaskScopeOptions, held: boolean) {
+    this.#options = options;
+    this.held = held;
+  }
 
   /** The scope's options, read now and checked. */
-  #defaults(): TaskScopeOptions {
-    const options = this.#options;
-    const { timeout, waitUntil } = options;
+  get defaults(): TaskDefaults {
+    const { timeout, waitUntil } = this.#options;
     if (!TIMEOUT.test(timeout) || !FUNCTION.test(waitUntil)) {
       const where = "A TaskScope's options";
       TIMEOUT.check(where, "timeout", timeout);

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
-import { TaskEvent, type TaskInfo, TaskManager } from "../../mod.ts";
+import {
+  ManagerClosedError,
+  TaskEvent,
+  type TaskInfo,
+  TaskManager,
+} from "../../mod.ts";
 import { countListeners, flush, gate, nextEvent, test } from "../_harness.ts";
 
 /** A manager whose failures are collected instead of logged. */
@@ -915,16 +920,29 @@ test("shutdown() waits for running tasks and reports them completed", async () =
   assert.deepEqual(await report, { completed: 2, cancelled: 0, abandoned: [] });
 });
 
-test("shutdown() closes the manager: run, runWithResult and group().add throw", async () => {
+test("shutdown() closes the manager: run, runWithResult and group().add throw ManagerClosedError", async () => {
   const { tasks } = quietManager();
   const group = tasks.group();
   await tasks.shutdown();
-  assert.throws(() => tasks.run("late", () => {}), {
-    name: "Error",
-    message: /Cannot run task "late": the TaskManager is shut down/,
-  });
-  assert.throws(() => tasks.runWithResult("late", () => {}), /shut down/);
-  assert.throws(() => group.add("late", () => {}), /shut down/);
+  for (
+    const [call, verb] of [
+      [() => tasks.run("late", () => {}), "run"],
+      [() => tasks.runWithResult("late", () => {}), "runWithResult"],
+      [() => group.add("late", () => {}), "add"],
+    ] as const
+  ) {
+    assert.throws(call, (error: unknown) => {
+      assert.ok(error instanceof ManagerClosedError);
+      assert.ok(error instanceof Error);
+      assert.equal(error.name, "ManagerClosedError");
+      assert.equal(error.taskName, "late");
+      assert.equal(
+        error.message,
+        `Cannot ${verb} task "late": the TaskManager is shut down`,
+      );
+      return true;
+    });
+  }
   assert.equal(tasks.activeCount + tasks.pendingCount, 0);
 });
 

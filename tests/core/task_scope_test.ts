@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TaskManager, TaskScope } from "../../mod.ts";
+import { ManagerClosedError, TaskManager, TaskScope } from "../../mod.ts";
 import { flush, gate, test } from "../_harness.ts";
 
 test("TaskScope.run() gives a task the scope's waitUntil and timeout", async () => {
@@ -127,4 +127,84 @@ test("TaskScope rejects a bad manager, bad options, and a bad option when it is 
     () => new TaskScope(tasks).run("late", () => {}),
     /Cannot run task "late": the TaskManager is shut down/,
   );
+});
+
+test("TaskScope with hold: a shutdown waits for it and lets it start tasks until released", async () => {
+  const tasks = new TaskManager();
+  const request = new TaskScope(tasks, { hold: true });
+  assert.equal(request.held, true);
+  let done = false;
+  const shutdown = tasks.shutdown({ timeout: 60_000 }).then((report) => {
+    done = true;
+    return report;
+  });
+  assert.equal(tasks.closed, true);
+  assert.equal(tasks.closing, true);
+  await flush();
+  assert.equal(done, false, "the shutdown waits for the held scope");
+  // Still in its handler: it may start tasks, groups included.
+  const email = request.runWithResult("send-confirmation", () => "sent");
+  const thumbnails = request.group();
+  thumbnails.add("thumb-150", () => 150);
+  // Others may not.
+  assert.throws(() => tasks.run("late", () => {}), ManagerClosedError);
+  assert.throws(
+    () => new TaskScope(tasks).run("late", () => {}),
+    ManagerClosedError,
+  );
+  assert.equal(await email.value, "sent");
+  await flush();
+  assert.equal(done, false, "idle, but still held");
+  request.release();
+  request.release(); // a second call does nothing
+  assert.deepEqual(await shutdown, {
+    completed: 2,
+    cancelled: 0,
+    abandoned: [],
+  });
+  assert.equal(tasks.closing, false);
+  assert.throws(() => request.run("after", () => {}), ManagerClosedError);
+});
+
+test("TaskScope with hold made once the manager is closed holds nothing", async () => {
+  const tasks = new TaskManager();
+  await tasks.shutdown();
+  const late = new TaskScope(tasks, { hold: true });
+  assert.equal(late.held, false);
+  assert.throws(() => late.run("late", () => {}), {
+    name: "ManagerClosedError",
+    message: 'Cannot run task "late": the TaskManager is shut down',
+  });
+});
+
+test("TaskScope with hold: once the shutdown's timeout passed, its new tasks are refused", async () => {
+  const tasks = new TaskManager();
+  const request = new TaskScope(tasks, { hold: true });
+  const report = await tasks.shutdown({ timeout: 1, grace: 1 });
+  // The scope was never released: the shutdown gave up on it.
+  assert.deepEqual(report, { completed: 0, cancelled: 0, abandoned: [] });
+  assert.equal(request.held, true);
+  assert.throws(() => request.run("late", () => {}), ManagerClosedError);
+  request[Symbol.dispose]();
+  assert.equal(request.held, false);
+});
+
+test("TaskScope with hold: a shutdown with timeout 0 does not wait for it", async () => {
+  const tasks = new TaskManager();
+  const request = new TaskScope(tasks, { hold: true });
+  const shutdown = tasks.shutdown({ timeout: 0, grace: 0 });
+  assert.throws(() => request.run("late", () => {}), ManagerClosedError);
+  assert.deepEqual(await shutdown, {
+    completed: 0,
+    cancelled: 0,
+    abandoned: [],
+  });
+  request.release();
+});
+
+test("TaskScope rejects a hold option that is not a boolean", () => {
+  assert.throws(() => new TaskScope(new TaskManager(), { hold: 1 as never }), {
+    name: "TypeError",
+    message: "Cannot create TaskScope: 'hold' must be a boolean, received 1",
+  });
 });
