@@ -1,10 +1,19 @@
 // backgroundTasks(): puts a TaskScope of the shared manager at `c.var.tasks`,
-// one per request, with the request's `waitUntil` where the host gives an
-// execution context. Everything else is the core's own API.
+// one per request, holding the manager while the handler runs, with the
+// request's `waitUntil` where the host gives an execution context; and
+// answers 503 from the moment the manager shuts down. Everything else is the
+// core's own API.
 
 import type { Context, MiddlewareHandler } from "hono";
 import { schedulerOf } from "../core/_registry.ts";
-import { BOOLEAN, checkOptions } from "../core/_validate.ts";
+import {
+  BOOLEAN,
+  checkOptions,
+  FUNCTION,
+  NumberRule,
+  Rule,
+} from "../core/_validate.ts";
+import { ManagerClosedError } from "../core/manager_closed_error.ts";
 import type { TaskManager } from "../core/task_manager.ts";
 import { TaskScope, type TaskScopeOptions } from "../core/task_scope.ts";
 
@@ -41,6 +50,38 @@ export interface BackgroundTasksOptions {
    * @default {true}
    */
   executionContext?: boolean;
+  /**
+   * Seconds in the `Retry-After` header of the 503 answered while the
+   * manager shuts down: a whole number from 0.
+   *
+   * @default {5}
+   */
+  retryAfter?: number;
+  /**
+   * Requests that still reach their handler while the manager shuts down:
+   * exact paths (`["/health"]`, a liveness probe that should not fail while
+   * the process drains), or a function of the context. They run without
+   * holding the manager: a task they start then is refused.
+   *
+   * @default {none}
+   */
+  allow?: readonly string[] | ((c: Context) => boolean);
+  /**
+   * A path the middleware answers itself, for a load balancer's readiness
+   * probe: 200 `{"ready":true}` while the manager is open, 503 (with
+   * `Retry-After` and `Connection: close`) from the moment it shuts down.
+   *
+   * @default {none}
+   */
+  readiness?: string;
+  /**
+   * Makes the 503 answered while the manager shuts down (a JSON error, say);
+   * the middleware has already set `Retry-After` and `Connection: close` on
+   * `c`, which `c.json()` and `c.text()` keep.
+   *
+   * @default {a plain-text "Service Unavailable: the server is shutting down"}
+   */
+  unavailable?: (c: Context) => Response | Promise<Response>;
 }
 
 /**
@@ -60,8 +101,18 @@ export interface BackgroundTasksOptions {
  * The manager is shared by all requests: its concurrency limit, `onError`,
  * events and `shutdown()` cover every request's tasks.
  *
+ * From the moment the manager shuts down (`tasks.shutdown()`, or
+ * `gracefulShutdown` of `@background/tasks/shutdown`), every new request is
+ * answered `503` with `Retry-After` and `Connection: close` before its handler
+ * runs, except the `allow`ed ones; `readiness` turns 503 too. A request
+ * already in its handler holds the shutdown and finishes normally, the tasks
+ * it starts included, unless the shutdown's timeout ran out first; a task it
+ * starts after that throws a `ManagerClosedError`, and the answer is a 503,
+ * not a 500.
+ *
  * @param manager The manager the tasks run through.
- * @param options Whether to look for an execution context.
+ * @param options Whether to look for an execution context; what to answer,
+ * and to whom, while the manager shuts down.
  * @returns A Hono middleware.
  * @throws {TypeError} `manager` is not a {@linkcode TaskManager}, or an
  * option has the wrong type.
@@ -96,35 +147,108 @@ export interface BackgroundTasksOptions {
  * await Promise.all(kept); // resolves once both thumbnails settled
  * assert.equal(tasks.activeCount + tasks.pendingCount, 0);
  * ```
+ *
+ * @example Answer 503 while the server drains, and keep /health up
+ * ```ts
+ * import { Hono } from "hono";
+ * import { TaskManager } from "@background/tasks";
+ * import { backgroundTasks, type BackgroundTasksEnv } from "@background/tasks/hono";
+ * import assert from "node:assert/strict";
+ *
+ * const tasks = new TaskManager();
+ * const app = new Hono<BackgroundTasksEnv>();
+ * app.use(backgroundTasks(tasks, { executionContext: false, allow: ["/health"] }));
+ * app.get("/health", (c) => c.json({ ok: true }));
+ * app.post("/orders", (c) => c.json({ ok: true }, 201));
+ *
+ * await tasks.shutdown();
+ * const refused = await app.request("/orders", { method: "POST" });
+ * assert.equal(refused.status, 503);
+ * assert.equal(refused.headers.get("retry-after"), "5");
+ * assert.equal(refused.headers.get("connection"), "close");
+ * assert.equal((await app.request("/health")).status, 200);
+ * ```
  */
 export function backgroundTasks(
   manager: TaskManager,
-  options?: BackgroundTasksOptions,
+  options: BackgroundTasksOptions = {},
 ): MiddlewareHandler<BackgroundTasksEnv> {
   const where = "Cannot create backgroundTasks middleware";
   schedulerOf(where, manager, "the middleware");
   checkOptions(where, options);
-  BOOLEAN.check(where, "executionContext", options?.executionContext);
-  if (options?.executionContext === false) {
-    // Nothing differs between requests: one scope serves them all.
-    const scope = new TaskScope(manager);
-    return function backgroundTasks(c, next) {
-      c.set("tasks", scope);
-      return next();
-    };
-  }
-  return function backgroundTasks(c, next) {
-    c.set("tasks", new TaskScope(manager, new RequestOptions(c)));
-    return next();
+  BOOLEAN.check(where, "executionContext", options.executionContext);
+  RETRY_AFTER.check(where, "retryAfter", options.retryAfter);
+  ALLOW.check(where, "allow", options.allow);
+  PATH.check(where, "readiness", options.readiness);
+  FUNCTION.check(where, "unavailable", options.unavailable);
+  const { allow, readiness } = options;
+  const answer = options.unavailable ??
+    ((c: Context) =>
+      c.text("Service Unavailable: the server is shutting down\n", 503));
+  const retryAfter = String(options.retryAfter ?? 5);
+  const allowed = typeof allow === "function"
+    ? allow
+    : allow === undefined
+    ? () => false
+    : (c: Context) => allow.includes(c.req.path);
+  const unavailable = (c: Context): Response | Promise<Response> => {
+    c.header("Retry-After", retryAfter);
+    c.header("Connection", "close");
+    return answer(c);
+  };
+  const probe = options.executionContext ?? true;
+  return async function backgroundTasks(c, next) {
+    if (readiness !== undefined && c.req.path === readiness) {
+      return manager.closed ? unavailable(c) : c.json({ ready: true });
+    }
+    if (manager.closed && !allowed(c)) return unavailable(c);
+    const scope = new TaskScope(
+      manager,
+      probe ? new RequestOptions(c) : HOLD,
+    );
+    c.set("tasks", scope);
+    try {
+      await next();
+    } finally {
+      scope.release();
+    }
+    // A task started once the shutdown stopped waiting: not a server error.
+    if (c.error instanceof ManagerClosedError) c.res = await unavailable(c);
   };
 }
 
+/** `retryAfter`: whole seconds from 0. */
+const RETRY_AFTER = new NumberRule(
+  "a number of seconds",
+  "a whole number of seconds from 0",
+  (n) => Number.isSafeInteger(n) && n >= 0,
+);
+
+/** `allow`: paths, or a function of the context. */
+const ALLOW = new Rule(
+  "an array of paths or a function",
+  (value) =>
+    FUNCTION.test(value) ||
+    (Array.isArray(value) && value.every((path) => PATH.test(path))),
+);
+
+/** A path: a string that starts with a slash. */
+const PATH = new Rule(
+  'a path that starts with "/"',
+  (value) => typeof value === "string" && value.startsWith("/"),
+);
+
+/** The scope options of a request when no execution context is looked for. */
+const HOLD: TaskScopeOptions = Object.freeze({ hold: true });
+
 /**
- * A request's scope options: its `waitUntil`, looked up on its first task
- * only, so that requests that start none pay nothing. (Hono's
- * `c.executionCtx` getter throws where there is no execution context.)
+ * A request's scope options: it holds the manager while its handler runs, and
+ * its `waitUntil` is looked up on its first task only, so that requests that
+ * start none pay nothing. (Hono's `c.executionCtx` getter throws where there
+ * is no execution context.)
  */
 class RequestOptions implements TaskScopeOptions {
+  readonly hold = true;
   readonly #c: Context;
   #probed = false;
   #waitUntil: ((promise: Promise<void>) => void) | undefined = undefined;

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { type Context, type ExecutionContext, Hono } from "hono";
-import { type TaskGroup, TaskManager, type TaskScope } from "../../mod.ts";
+import {
+  ManagerClosedError,
+  type TaskGroup,
+  TaskManager,
+  type TaskScope,
+} from "../../mod.ts";
 import {
   backgroundTasks,
   type BackgroundTasksEnv,
@@ -435,4 +440,167 @@ test("c.var.tasks.group() is the core's TaskGroup: it can be disposed", async ()
   assert.equal(await (await app.request("/")).text(), "ok");
   assert.equal(aborted, true);
   assert.equal(tasks.activeCount, 0);
+});
+
+test("backgroundTasks() answers 503 with Retry-After and Connection: close once the manager shuts down", async () => {
+  const tasks = new TaskManager();
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(backgroundTasks(tasks, { executionContext: false, retryAfter: 7 }));
+  let handled = 0;
+  const release = gate();
+  app.post("/orders", (c) => {
+    handled++;
+    c.var.tasks.run("send-confirmation", () => release.promise);
+    return c.json({ ok: true }, 201);
+  });
+  assert.equal((await app.request("/orders", { method: "POST" })).status, 201);
+  const shutdown = tasks.shutdown({ timeout: 60_000 });
+  const response = await app.request("/orders", { method: "POST" });
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("retry-after"), "7");
+  assert.equal(response.headers.get("connection"), "close");
+  assert.match(await response.text(), /shutting down/);
+  assert.equal(handled, 1, "the handler did not run");
+  release.resolve();
+  assert.deepEqual(await shutdown, {
+    completed: 1,
+    cancelled: 0,
+    abandoned: [],
+  });
+});
+
+test("backgroundTasks() lets a request already in its handler finish, the tasks it starts included", async () => {
+  const tasks = new TaskManager();
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(backgroundTasks(tasks, { executionContext: false }));
+  const inHandler = gate();
+  const release = gate();
+  let sent = false;
+  app.post("/orders", async (c) => {
+    inHandler.resolve();
+    await release.promise; // the shutdown begins while it waits here
+    c.var.tasks.run("send-confirmation", () => {
+      sent = true;
+    });
+    return c.json({ ok: true }, 201);
+  });
+  const pending = app.request("/orders", { method: "POST" });
+  await inHandler.promise;
+  let done = false;
+  const shutdown = tasks.shutdown({ timeout: 60_000 }).then((report) => {
+    done = true;
+    return report;
+  });
+  await flush();
+  assert.equal(done, false, "the shutdown waits for the request");
+  release.resolve();
+  assert.equal((await pending).status, 201);
+  assert.deepEqual(await shutdown, {
+    completed: 1,
+    cancelled: 0,
+    abandoned: [],
+  });
+  assert.equal(sent, true);
+});
+
+test("backgroundTasks() answers 503, not 500, for a task started after the shutdown gave up waiting", async () => {
+  const tasks = new TaskManager();
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(backgroundTasks(tasks, { executionContext: false }));
+  // Hono's default error handler would log the error; an app's own can tell
+  // this one from real failures.
+  let seen: unknown;
+  app.onError((error, c) => {
+    seen = error;
+    return c.text("Internal server error", 500);
+  });
+  const inHandler = gate();
+  const release = gate();
+  app.post("/orders", async (c) => {
+    inHandler.resolve();
+    await release.promise;
+    c.var.tasks.run("send-confirmation", () => {});
+    return c.json({ ok: true }, 201);
+  });
+  const pending = app.request("/orders", { method: "POST" });
+  await inHandler.promise;
+  await tasks.shutdown({ timeout: 1, grace: 1 });
+  release.resolve();
+  const response = await pending;
+  assert.ok(seen instanceof ManagerClosedError);
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("retry-after"), "5");
+  assert.equal(response.headers.get("connection"), "close");
+});
+
+test("backgroundTasks() lets allowed paths through while shutting down, and answers the readiness path", async () => {
+  const tasks = new TaskManager();
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(backgroundTasks(tasks, {
+    executionContext: false,
+    allow: ["/health"],
+    readiness: "/ready",
+  }));
+  app.get("/health", (c) => c.json({ ok: true }));
+  app.get("/other", (c) => c.text("other"));
+  const ready = await app.request("/ready");
+  assert.equal(ready.status, 200);
+  assert.deepEqual(await ready.json(), { ready: true });
+  await tasks.shutdown();
+  assert.equal((await app.request("/health")).status, 200);
+  assert.equal((await app.request("/other")).status, 503);
+  const notReady = await app.request("/ready");
+  assert.equal(notReady.status, 503);
+  assert.equal(notReady.headers.get("connection"), "close");
+  // A function decides as well.
+  const byFunction = new Hono<BackgroundTasksEnv>();
+  byFunction.use(backgroundTasks(tasks, {
+    executionContext: false,
+    allow: (c) => c.req.method === "GET",
+  }));
+  byFunction.get("/", (c) => c.text("ok"));
+  byFunction.post("/", (c) => c.text("ok"));
+  assert.equal((await byFunction.request("/")).status, 200);
+  assert.equal((await byFunction.request("/", { method: "POST" })).status, 503);
+});
+
+test("backgroundTasks() rejects bad draining options with a clear error", () => {
+  const tasks = new TaskManager();
+  assert.throws(() => backgroundTasks(tasks, { retryAfter: -1 }), {
+    name: "RangeError",
+    message:
+      "Cannot create backgroundTasks middleware: 'retryAfter' must be a whole number of seconds from 0, received -1",
+  });
+  assert.throws(() => backgroundTasks(tasks, { allow: ["health"] }), {
+    name: "TypeError",
+    message:
+      "Cannot create backgroundTasks middleware: 'allow' must be an array of paths or a function, received an array",
+  });
+  assert.throws(() => backgroundTasks(tasks, { readiness: "ready" }), {
+    name: "TypeError",
+    message:
+      'Cannot create backgroundTasks middleware: \'readiness\' must be a path that starts with "/", received "ready"',
+  });
+});
+
+test("backgroundTasks() answers while shutting down with the unavailable option's response, headers kept", async () => {
+  const tasks = new TaskManager();
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(backgroundTasks(tasks, {
+    executionContext: false,
+    unavailable: (c) => c.json({ error: "The server is shutting down" }, 503),
+  }));
+  app.get("/", (c) => c.text("ok"));
+  await tasks.shutdown();
+  const response = await app.request("/");
+  assert.equal(response.status, 503);
+  assert.deepEqual(await response.json(), {
+    error: "The server is shutting down",
+  });
+  assert.equal(response.headers.get("retry-after"), "5");
+  assert.equal(response.headers.get("connection"), "close");
+  assert.throws(
+    () => backgroundTasks(tasks, { unavailable: "503" as never }),
+    /'unavailable' must be a function, received "503"/,
+  );
 });
