@@ -63,6 +63,15 @@ function describeAny(error) {
 }
 
 /**
+ * @param {unknown} error
+ * @returns {boolean}
+ */
+function isCloneError(error) {
+  return /** @type {{ name?: unknown } | null} */ (error)?.name ===
+    "DataCloneError";
+}
+
+/**
  * @param {string} module
  * @param {string} name
  * @returns {Promise<Work>}
@@ -166,6 +175,15 @@ function serve(scope) {
     try {
       send({ ok: true, value }, transfer);
     } catch (error) {
+      // Bun refuses to transfer some buffers (imagescript's encoder output
+      // is "marked as untransferable"): copy them instead.
+      if (transfer.length > 0 && isCloneError(error)) {
+        try {
+          return send({ ok: true, value });
+        } catch (again) {
+          return fail(again);
+        }
+      }
       // A value that cannot be cloned or transferred (a function, say).
       fail(error);
     }

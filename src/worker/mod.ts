@@ -31,7 +31,7 @@
  * @module
  */
 
-export { transfer, type Transferred } from "./transfer.ts";
+export { transfer, type TransferItem, type Transferred } from "./transfer.ts";
 export {
   WorkerPool,
   type WorkerPoolOptions,

@@ -8,6 +8,7 @@ import {
   type WorkerRequest,
 } from "./_protocol.ts";
 import { Queue } from "../core/_queue.ts";
+import { type TransferItem, transferList } from "./transfer.ts";
 import { checkOptions, COUNT, show, SIGNAL } from "../core/_validate.ts";
 
 /**
@@ -68,12 +69,16 @@ export interface WorkerRunOptions {
    */
   signal?: AbortSignal;
   /**
-   * Objects of `input` to transfer to the worker instead of copying, such as
-   * `ArrayBuffer`s. After the call they are detached here.
+   * Objects of `input` to transfer to the worker instead of copying: an
+   * `ArrayBuffer`, a typed array (its buffer moves), anything `postMessage`
+   * transfers. After the call they are detached here. A typed array over
+   * part of a larger buffer is copied when it is `input` itself (else the
+   * call throws and says what to do); a buffer the runtime refuses to
+   * transfer is copied instead.
    *
    * @default {[]}
    */
-  transfer?: Transferable[];
+  transfer?: readonly TransferItem[];
 }
 
 interface Slot {
@@ -290,12 +295,14 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     checkOptions(where, options);
     const signal = options.signal;
     SIGNAL.check(where, "signal", signal);
-    const transfer = options.transfer ?? [];
-    if (!Array.isArray(transfer)) {
-      throw new TypeError(
-        `${where}: 'transfer' must be an array, received ${show(transfer)}`,
-      );
-    }
+    const prepared = transferList(
+      where,
+      "transfer",
+      input,
+      options.transfer ?? [],
+    );
+    input = prepared.value;
+    const transfer = prepared.transfer;
     if (this.#closed) {
       return Promise.reject(
         new Error(`${where}: the pool for "${this.#module}" is closed`),
@@ -332,9 +339,8 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
       // so that the caller's later changes do not reach it and `transfer`
       // detaches the buffers when `run()` returns, as it says.
       try {
-        const taken = structuredClone({ input, transfer }, { transfer });
-        job.input = taken.input;
-        job.transfer = taken.transfer;
+        job.input = cloneOrCopy(input, transfer);
+        job.transfer = [];
       } catch (error) {
         this.#pending--;
         this.#settle(job, false, error);
@@ -534,14 +540,27 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
       input: job.input,
     };
     try {
-      slot.worker.postMessage(request, job.transfer);
+      postOrCopy(slot.worker, request, job.transfer);
     } catch (error) {
       // An input that cannot be cloned or transferred: the worker stays idle.
       slot.job = undefined;
       this.#busy--;
-      this.#idle.push(slot);
+      this.#rest(slot);
       this.#settle(job, false, error);
+      return;
     }
+    // A busy worker keeps the process alive; see #rest.
+    (slot.worker as Refable).ref?.();
+  }
+
+  /**
+   * Makes a worker idle. On Bun an idle worker no longer keeps the process
+   * alive (`unref`), so a script whose work is done ends without `close()`;
+   * Deno's web `Worker` has no `unref`: there, close the pool.
+   */
+  #rest(slot: Slot): void {
+    this.#idle.push(slot);
+    (slot.worker as Refable).unref?.();
   }
 
   #reply(slot: Slot, reply: WorkerReply): void {
@@ -551,7 +570,7 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     slot.job = undefined;
     this.#busy--;
     if (reply.ok) {
-      this.#idle.push(slot);
+      this.#rest(slot);
       this.#settle(job, true, reply.value);
     } else if ("load" in reply) {
       // Replace the worker, so a later run tries the import again.
@@ -565,7 +584,7 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
         ),
       );
     } else {
-      this.#idle.push(slot);
+      this.#rest(slot);
       this.#settle(
         job,
         false,
@@ -581,7 +600,7 @@ export class WorkerPool<I = unknown, O = unknown> implements AsyncDisposable {
     if (job === undefined) return;
     slot.job = undefined;
     this.#busy--;
-    this.#idle.push(slot);
+    this.#rest(slot);
     this.#settle(
       job,
       false,
@@ -675,4 +694,40 @@ function moduleUrl(where: string, module: unknown): string {
       show(module)
     }`,
   );
+}
+
+/** Bun's `Worker` has `ref()` and `unref()`, as Node's worker threads do. */
+interface Refable {
+  ref?(): void;
+  unref?(): void;
+}
+
+/**
+ * A copy of `input` taken now, as `postMessage` would take it: `transfer`
+ * moves into it. A buffer the runtime refuses to transfer (Bun marks some
+ * as untransferable) makes it copy everything instead.
+ */
+function cloneOrCopy(input: unknown, transfer: Transferable[]): unknown {
+  if (transfer.length === 0) return structuredClone(input);
+  try {
+    return structuredClone(input, { transfer });
+  } catch (error) {
+    if ((error as Error)?.name !== "DataCloneError") throw error;
+    return structuredClone(input);
+  }
+}
+
+/** `worker.postMessage(message, transfer)`, copying what cannot move (see cloneOrCopy). */
+function postOrCopy(
+  worker: Worker,
+  message: unknown,
+  transfer: Transferable[],
+): void {
+  if (transfer.length === 0) return worker.postMessage(message);
+  try {
+    worker.postMessage(message, transfer);
+  } catch (error) {
+    if ((error as Error)?.name !== "DataCloneError") throw error;
+    worker.postMessage(message);
+  }
 }

@@ -1,24 +1,21 @@
 import assert from "node:assert/strict";
-import { test as nodeTest } from "node:test";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { TaskManager } from "../../mod.ts";
 import { transfer, WorkerPool } from "../../src/worker/mod.ts";
 import type { Operation } from "./fixtures/pool_worker.ts";
 import { flush, test } from "../_harness.ts";
 
 // WorkerPool needs the web `Worker` (Deno, Bun, browsers). Node 22 has none:
-// there the tests that start workers are reported as skipped, and only the
-// argument checks and the "no Worker" rejection run.
+// there the tests that start workers do not exist (they run under Deno and
+// Bun), and the argument checks and the "no Worker" rejection run.
 const hasWorker = typeof Worker === "function";
-const NO_WORKER = "this runtime has no web Worker (Node 22); " +
-  "WorkerPool is for Deno, Bun and browsers";
-if (!hasWorker) {
-  console.log(`worker_test.ts: skipping worker runs: ${NO_WORKER}`);
-}
 
-/** A test that starts workers. */
+/** A test that starts workers: registered where there is a web Worker. */
 function workerTest(name: string, fn: () => Promise<void>): void {
   if (hasWorker) test(name, fn);
-  else nodeTest(name, { skip: NO_WORKER }, () => {});
 }
 
 const MODULE = new URL("./fixtures/pool_worker.ts", import.meta.url);
@@ -676,4 +673,101 @@ test("transfer() rejects a list that is not an array", () => {
         "Cannot mark a result for transfer: 'transferables' must be an array, received an instance of ArrayBuffer",
     },
   );
+});
+
+test("transfer() lists a typed array as its buffer", () => {
+  const bytes = new Uint8Array(8).fill(1);
+  const marked = transfer(bytes, [bytes]);
+  assert.equal(marked.value, bytes);
+  assert.deepEqual(marked.transfer, [bytes.buffer]);
+  // Its `buffer`, typed ArrayBufferLike, is taken as it is.
+  assert.deepEqual(transfer(bytes, [bytes.buffer]).transfer, [bytes.buffer]);
+});
+
+test("transfer() copies a result that is a view over part of a larger buffer", () => {
+  const memory = new ArrayBuffer(64);
+  const view = new Uint8Array(memory, 16, 8).fill(9);
+  const marked = transfer(view, [view]);
+  assert.notEqual(marked.value, view);
+  assert.deepEqual([...marked.value], [...view]);
+  assert.equal(marked.value.byteOffset, 0);
+  assert.equal(marked.value.buffer.byteLength, 8);
+  assert.deepEqual(marked.transfer, [marked.value.buffer]);
+  assert.equal(memory.byteLength, 64, "the larger buffer is left alone");
+  const data = new DataView(memory, 4, 4);
+  const copied = transfer(data, [data]).value;
+  assert.ok(copied instanceof DataView);
+  assert.equal(copied.buffer.byteLength, 4);
+});
+
+test("transfer() refuses a partial view inside the result, and shared memory, saying what to do", () => {
+  const view = new Uint8Array(new ArrayBuffer(64), 16, 8);
+  assert.throws(() => transfer({ bytes: view }, [view]), {
+    name: "TypeError",
+    message:
+      "Cannot mark a result for transfer: 'transferables[0]' is an instance of Uint8Array over 8 of the 64 bytes of its buffer: transferring the buffer would move the rest too. Put a copy in its place (view.slice()) and list the copy",
+  });
+  const shared = new SharedArrayBuffer(8);
+  assert.throws(() => transfer(shared, [shared]), {
+    name: "TypeError",
+    message:
+      "Cannot mark a result for transfer: 'transferables[0]' is a SharedArrayBuffer: it is shared between threads as it is, never transferred; leave it out of the list",
+  });
+  assert.throws(() => transfer(1, "bytes" as never), {
+    name: "TypeError",
+    message:
+      "Cannot mark a result for transfer: 'transferables' must be an array, received \"bytes\"",
+  });
+});
+
+workerTest(
+  "run() transfers a typed array's buffer when given the typed array",
+  async () => {
+    const workers = pool();
+    try {
+      const bytes = new Uint8Array(1024).fill(3);
+      const length = await workers.run({
+        op: "byteLength",
+        buffer: bytes.buffer as ArrayBuffer,
+      }, { transfer: [bytes] });
+      assert.equal(length, 1024);
+      assert.equal(bytes.byteLength, 0, "detached: it moved to the worker");
+    } finally {
+      await workers.close();
+    }
+  },
+);
+
+/** Runs `script` with `runtime` from node_modules/.bin; its exit code and output. */
+function runScript(
+  runtime: "deno" | "bun",
+  script: string,
+): Promise<{ code: number | null; output: string }> {
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const args = runtime === "deno" ? ["run", "-A", script] : [script];
+  return new Promise((resolve, reject) => {
+    execFile(
+      join(root, "node_modules", ".bin", runtime),
+      args,
+      { cwd: root, timeout: 15_000, env: { ...process.env, NO_COLOR: "1" } },
+      (error, stdout, stderr) => {
+        if (error !== null && typeof error.code !== "number") reject(error);
+        else {
+          resolve({
+            code: error === null ? 0 : error.code as number,
+            output: stdout + stderr,
+          });
+        }
+      },
+    );
+  });
+}
+
+test("a Bun script that ran one pool job ends by itself: idle workers are unref'd", async () => {
+  const { code, output } = await runScript(
+    "bun",
+    "tests/worker/fixtures/one_job.ts",
+  );
+  assert.equal(code, 0, output);
+  assert.match(output, /\{"result":42\}/);
 });
