@@ -1,11 +1,6 @@
 // The demo's one Hono app, the same on Deno and Bun; main.ts serves it.
 
-import {
-  type ShutdownOptions,
-  type ShutdownReport,
-  type TaskEvent,
-  TaskManager,
-} from "@background/tasks";
+import { type TaskEvent, TaskManager } from "@background/tasks";
 import {
   backgroundTasks,
   type BackgroundTasksEnv,
@@ -67,6 +62,12 @@ export interface DemoConfig {
    * `"noop"` starts an empty task in its place (bench/server.ts).
    */
   sendEmails?: boolean | "noop";
+  /**
+   * Aborted when the server starts shutting down (main.ts passes the
+   * shutdown hook's signal): the event streams end, and a body the shutdown
+   * made unreadable gets a 503 instead of a 400.
+   */
+  closing?: AbortSignal;
   /** Benchmark knob: `true` does the image work on the main thread, not in workers. */
   imagesOnMainThread?: boolean;
   /**
@@ -87,16 +88,11 @@ export interface Demo {
    */
   resume(): Promise<{ photos: number; orders: number }>;
   /**
-   * Answers every new request 503, ends the `/tasks/events` streams, and
-   * resolves once no request is being handled.
+   * Closes, in order, what the tasks used: the queue (its last outcomes
+   * written), the worker pool and the database. For after the manager
+   * drained (main.ts hands it to `gracefulShutdown`).
    */
-  drain(): Promise<void>;
-  /**
-   * Drains the tasks within the bounds (in durable mode, what is cancelled is
-   * handed back to the queue), then closes the queue, the worker pool and the
-   * database.
-   */
-  close(options: ShutdownOptions): Promise<ShutdownReport>;
+  closeResources(): Promise<void>;
 }
 
 /** A heartbeat comment on idle event streams, in ms. */
@@ -122,16 +118,16 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
         `task "${task.name}" (${task.id}) failed: ${messageOf(error)}`,
       ),
   });
-  const closing = new AbortController();
+  const closing = config.closing ?? new AbortController().signal;
   const photoDeps: PhotoDeps = {
     store,
-    closing: closing.signal,
+    closing,
     pool,
     maxUploadBytes: config.maxUploadBytes,
   };
   const orderDeps: OrderDeps = {
     orders,
-    closing: closing.signal,
+    closing,
     transport: config.transport ??
       new OutboxTransport(join(config.dataDir, "outbox")),
     mailAttempts: config.mailAttempts,
@@ -166,24 +162,28 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
   }
   let streams = 0;
   let requests = 0;
-  let drained: (() => void) | undefined;
 
   const app = new Hono<BackgroundTasksEnv>();
-  app.use(async (c, next) => {
-    if (closing.signal.aborted) {
-      c.header("Connection", "close");
-      return unavailable(c, "The server is shutting down");
-    }
+  app.use(async (_c, next) => {
     requests++;
     try {
       await next();
     } finally {
-      if (--requests === 0) drained?.();
+      requests--;
     }
   });
-  // main.ts serves the app with Deno.serve or Bun.serve, which never give an
-  // execution context: no request needs to look for one.
-  app.use(backgroundTasks(manager, { executionContext: false }));
+  // From the moment the manager shuts down: 503 for new requests (JSON, as
+  // every error here), with Retry-After and Connection: close; /health stays
+  // up (liveness), /ready turns 503 (readiness). Requests already in their
+  // handlers finish, the tasks they start included. main.ts serves the app
+  // with Deno.serve or Bun.serve, which never give an execution context: no
+  // request needs to look for one.
+  app.use(backgroundTasks(manager, {
+    executionContext: false,
+    allow: ["/health"],
+    readiness: "/ready",
+    unavailable: (c) => jsonError(c, 503, "The server is shutting down"),
+  }));
 
   app.get("/", (c) => {
     // The page loads nothing from elsewhere; say so to the browser.
@@ -222,9 +222,9 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       const types = ["start", "settle", "cancel"] as const;
       streams++;
       for (const type of types) manager.addEventListener(type, forward);
-      closing.signal.addEventListener("abort", stop);
+      closing.addEventListener("abort", stop);
       stream.onAbort(stop);
-      if (closing.signal.aborted) stop();
+      if (closing.aborted) stop();
       const heartbeat = setInterval(() => {
         stream.write(": heartbeat\n\n").catch(stop);
       }, HEARTBEAT);
@@ -241,7 +241,7 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       } finally {
         clearInterval(heartbeat);
         for (const type of types) manager.removeEventListener(type, forward);
-        closing.signal.removeEventListener("abort", stop);
+        closing.removeEventListener("abort", stop);
         streams--;
       }
     }));
@@ -257,7 +257,7 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
     if (error instanceof HTTPException && error.status < 500) {
       return c.json({ error: error.message || "Bad request" }, error.status);
     }
-    if (closing.signal.aborted || manager.closed) {
+    if (closing.aborted || manager.closed) {
       // Most likely the shutdown's doing (a body made unreadable, say).
       return unavailable(c, "The server is shutting down");
     }
@@ -286,21 +286,13 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       if (concurrency > 0) queue.consume(manager, { concurrency });
       return { photos, orders: 0 };
     },
-    drain() {
-      closing.abort();
-      return requests === 0 ? Promise.resolve() : new Promise((resolve) => {
-        drained = resolve;
-      });
-    },
-    async close(options) {
-      closing.abort();
+    async closeResources() {
       try {
-        return await manager.shutdown(options);
-      } finally {
-        // Its tasks have settled or been abandoned: do not wait for the
+        // The tasks have settled or been abandoned: do not wait for the
         // abandoned ones, which the backend delivers again anyway.
         await queue?.close({ timeout: 0 });
         await pool.close();
+      } finally {
         orders.close();
       }
     },

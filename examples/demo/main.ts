@@ -9,9 +9,11 @@
 //   WORKERS              image workers        one less than the cores, 1 to 4
 //   MAIL_ATTEMPTS        tries per confirmation email                4
 //   MAIL_RETRY_MS        first wait between email tries (doubles)    500
-//   DRAIN_MS             wait for in-flight requests at shutdown     1000
-//   SHUTDOWN_TIMEOUT_MS  then wait for tasks before cancelling them  2500
+//   SHUTDOWN_TIMEOUT_MS  wait for the requests in flight and the     2500
+//                        tasks, before cancelling the tasks
 //   SHUTDOWN_GRACE_MS    then wait for cancelled tasks to return     500
+//   SHUTDOWN_CLOSE_MS    then close the queue, the workers, the      1000
+//                        database and the listener
 //
 // Durable mode (durable.ts; README.md, "Durable mode"), off by default:
 //   REDIS_URL            redis://host:port: the emails and thumbnails are
@@ -35,15 +37,20 @@
 //   IMAGES_ON_MAIN_THREAD=1  decode and resize images on the main thread
 //                            instead of the worker pool
 //
-// On SIGINT or SIGTERM it answers new requests 503, lets the requests in
-// flight finish, closes the listener, drains the tasks (cancelling what is
-// left after the timeout), closes the worker pool and exits 0; all of it
-// within 4 s by default. A second signal exits at once with 1. Work cut short
-// is picked up at the next start; in durable mode, the queue hands it to
-// another process at once, or keeps it for the next start.
+// On SIGINT or SIGTERM, gracefulShutdown (@background/tasks/shutdown)
+// answers new requests 503, lets the requests in flight finish, drains the
+// tasks (cancelling what is left after the timeout), closes the queue, the
+// worker pool and the database, stops the listener and exits 0; all of it
+// within 4 s by default. A second signal changes nothing. Work cut short is
+// picked up at the next start; in durable mode, the queue hands it to another
+// process at once, or keeps it for the next start.
 
 import { join } from "node:path";
 import process from "node:process";
+import {
+  gracefulShutdown,
+  type StoppableServer,
+} from "@background/tasks/shutdown";
 import { createDemo, type Demo, type DemoConfig } from "./app.ts";
 import type { DurableSettings } from "./durable.ts";
 
@@ -51,8 +58,8 @@ const HOSTNAME = "127.0.0.1";
 
 interface Server {
   port: number;
-  /** Stops accepting connections; resolves once the requests in flight are answered. */
-  stop(): Promise<void>;
+  /** What gracefulShutdown stops last. */
+  server: StoppableServer;
 }
 
 type Fetch = (request: Request) => Response | Promise<Response>;
@@ -149,58 +156,35 @@ function serve(fetch: Fetch, port: number): Promise<Server> {
       fetch,
       idleTimeout: 60,
     });
-    return Promise.resolve({ port: server.port, stop: () => server.stop() });
+    return Promise.resolve({ port: server.port, server });
   }
   if (typeof Deno !== "undefined") {
-    return new Promise((resolve) => {
-      const server = Deno.serve({
-        hostname: HOSTNAME,
-        port,
-        onListen: (address) =>
-          resolve({ port: address.port, stop: () => server.shutdown() }),
-      }, fetch);
-    });
+    const server = Deno.serve(
+      { hostname: HOSTNAME, port, onListen() {} },
+      fetch,
+    );
+    return Promise.resolve({ port: server.addr.port, server });
   }
   throw new Error("The demo server runs on Deno or Bun");
-}
-
-function onSignals(handler: (signal: string) => void): void {
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    if (typeof Deno !== "undefined") {
-      Deno.addSignalListener(signal, () => handler(signal));
-    } else {
-      process.on(signal, () => handler(signal));
-    }
-  }
-}
-
-/** Resolves when `promise` settles or after `ms`, whichever is first; says which. */
-async function within(ms: number, promise: Promise<unknown>): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((resolve) =>
-    timer = setTimeout(() => resolve(false), ms)
-  );
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function main(): Promise<void> {
   let config: DemoConfig;
   let port: number;
-  let drain: number;
   let timeout: number;
   let grace: number;
+  let closeTimeout: number;
+  // Aborted when the shutdown begins: the event streams end.
+  const closing = new AbortController();
   try {
     port = integer("PORT", 8000, 0, 65535);
-    drain = integer("DRAIN_MS", 1000, 0, 60_000);
     timeout = integer("SHUTDOWN_TIMEOUT_MS", 2500, 0, 600_000);
     grace = integer("SHUTDOWN_GRACE_MS", 500, 0, 600_000);
+    closeTimeout = integer("SHUTDOWN_CLOSE_MS", 1000, 0, 600_000);
     const dataDir = process.env.DATA_DIR || "./data";
     config = {
       dataDir,
+      closing: closing.signal,
       maxUploadBytes: integer("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1, 2 ** 30),
       workers: process.env.WORKERS ? integer("WORKERS", 1, 1, 64) : undefined,
       mailAttempts: integer("MAIL_ATTEMPTS", 4, 1, 100),
@@ -244,38 +228,17 @@ async function main(): Promise<void> {
       `resumed ${resumed.photos} photo(s) and ${resumed.orders} email(s) left by the last run`,
     );
   }
-  const server = await serve(demo.app.fetch, port);
-  console.log(`listening on http://${HOSTNAME}:${server.port}/`);
-
-  let stopping = false;
-  onSignals(async (signal) => {
-    if (stopping) {
-      console.error(`${signal} again: exiting at once`);
-      process.exit(1);
-    }
-    stopping = true;
-    console.log(`${signal}: shutting down`);
-    // In durable mode, closing the queue then writes the last outcomes.
-    const slack = config.durable === undefined ? 1000 : 3000;
-    const deadline = setTimeout(() => {
-      console.error("shutdown did not finish in time: exiting");
-      process.exit(1);
-    }, drain + timeout + grace + slack);
-    // Answer new requests 503 and end the event streams; let the requests in
-    // flight finish before closing the listener: Deno 2.9's shutdown() makes
-    // the bodies of requests in flight unreadable (denoland/deno#36809).
-    const started = Date.now();
-    if (!(await within(drain, demo.drain()))) {
-      console.warn(`requests still in flight after ${drain} ms`);
-    }
-    await within(Math.max(0, drain - (Date.now() - started)), server.stop());
-    const report = await demo.close({ timeout, grace });
-    console.log(
-      `shutdown: ${report.completed} task(s) completed, ${report.cancelled} cancelled, ${report.abandoned.length} abandoned`,
-    );
-    clearTimeout(deadline);
-    process.exit(0);
+  const { server, port: listening } = await serve(demo.app.fetch, port);
+  const hook = gracefulShutdown({
+    tasks: demo.manager,
+    server,
+    close: [{ close: () => demo.closeResources() }],
+    timeout,
+    grace,
+    closeTimeout,
   });
+  hook.signal.addEventListener("abort", () => closing.abort());
+  console.log(`listening on http://${HOSTNAME}:${listening}/`);
 }
 
 await main();

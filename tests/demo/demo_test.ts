@@ -558,8 +558,10 @@ for (const runtime of RUNTIMES) {
     const dataDir = await tempDir();
     let server: DemoServer | undefined;
     try {
-      // A long drain bound: the test, not a timer, decides when the upload ends.
-      server = await startDemo(runtime, dataDir, { DRAIN_MS: "20000" });
+      // A long bound: the test, not a timer, decides when the upload ends.
+      server = await startDemo(runtime, dataDir, {
+        SHUTDOWN_TIMEOUT_MS: "20000",
+      });
       const url = server.url;
       const form = new Response(photoForm(small.jpeg, "a.jpg", "image/jpeg"));
       const type = form.headers.get("content-type")!;
@@ -587,11 +589,16 @@ for (const runtime of RUNTIMES) {
         );
         const exited = server.stop("SIGTERM");
         await poll("new requests to be refused", async () => {
-          const response = await request(`${url}/health`);
+          const response = await request(`${url}/tasks`);
           if (response.status !== 503) return false;
           await assertError(response, 503, /shutting down/);
+          assert.equal(response.headers.get("retry-after"), "5");
+          assert.equal(response.headers.get("connection"), "close");
           return true;
         });
+        // Liveness stays up while the server drains; readiness goes down.
+        assert.equal((await request(`${url}/health`)).status, 200);
+        assert.equal((await request(`${url}/ready`)).status, 503);
         rest.resolve();
         const response = await uploading;
         const created = await json(response);
