@@ -1,11 +1,13 @@
-// The single gate: format, lint, doc lint, type check, the suite on Deno, Bun
-// and Node 22, and the JSR publish dry run. Run it with `npm test`, which
-// installs the runtimes first. It ends with a line `N passed, N failed`
-// counting the tests of all three runtimes, and exits non-zero if any step
-// failed.
+// The single gate: format, lint, doc lint, import cycles, type check, the
+// suite on Deno, Bun and Node 22, and the JSR publish dry run. Run it with
+// `npm test`, which installs the runtimes first. Before anything runs it
+// makes sure the tools the suite drives are installed (Chromium, redis-server),
+// installing them where it can (as root, with apt-get) and otherwise stopping
+// with the command to run. It ends with a line `N passed, N failed` counting
+// the tests of all three runtimes, and exits non-zero if any step failed.
 
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,6 +32,7 @@ const steps = [
     "mod.ts",
     "src/worker/mod.ts",
     "src/durable/mod.ts",
+    "src/shutdown/mod.ts",
   ]],
   ["import cycles", process.execPath, ["tests/cycles.mjs", "src", "examples"]],
   ["type check", bin("deno"), [
@@ -63,11 +66,14 @@ const steps = [
 ];
 
 const only = process.argv.slice(2);
+const selected = steps.filter(([name]) =>
+  only.length === 0 || only.some((word) => name.includes(word))
+);
+if (selected.some(([, , , count]) => count !== undefined)) ensureTools();
 let passed = 0;
 let failed = 0;
 const failures = [];
-for (const [name, command, args, count] of steps) {
-  if (only.length > 0 && !only.some((word) => name.includes(word))) continue;
+for (const [name, command, args, count] of selected) {
   console.log(
     `\n=== ${name}: ${[command.slice(root.length + 1), ...args].join(" ")}`,
   );
@@ -104,6 +110,65 @@ for (const [name, command, args, count] of steps) {
     } s)`,
   );
   if (!ok) failures.push(name);
+}
+
+/**
+ * The tools outside npm that the suite drives: Debian's Chromium (the demo
+ * page's browser test) and redis-server (the Redis tests). Installs the
+ * missing ones with apt-get when it runs as root; otherwise prints the
+ * command and exits 1 before any test runs.
+ */
+function ensureTools() {
+  const tools = [
+    {
+      name: "chromium",
+      why: "the demo page's browser test",
+      found: () => existsSync("/usr/bin/chromium"),
+    },
+    {
+      name: "redis-server",
+      why: "the Redis tests of the durable queue and the demo",
+      found: () =>
+        spawnSync("redis-server", ["--version"], { stdio: "ignore" })
+          .status === 0,
+    },
+  ];
+  let missing = tools.filter((tool) => !tool.found());
+  if (missing.length === 0) return;
+  const packages = missing.map((tool) => tool.name).join(" ");
+  const list = missing.map((tool) => `${tool.name} (${tool.why})`).join(
+    " and ",
+  );
+  const root = process.getuid?.() === 0;
+  if (root && existsSync("/usr/bin/apt-get")) {
+    console.log(`The suite needs ${list}: installing ${packages} with apt-get`);
+    const apt = (args) =>
+      spawnSync("apt-get", args, {
+        stdio: "inherit",
+        env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+      }).status === 0;
+    if (
+      apt(["update", "-qq"]) &&
+      apt(["install", "-y", "-qq", ...missing.map((tool) => tool.name)])
+    ) {
+      missing = missing.filter((tool) => !tool.found());
+      if (missing.length === 0) return;
+    }
+  }
+  console.error(
+    [
+      `The test suite needs ${list}, and ${packages} ${
+        missing.length === 1 ? "is" : "are"
+      } not installed${root ? " (apt-get could not install them)" : ""}.`,
+      "Install, then run npm test again:",
+      "",
+      `  sudo apt-get update && sudo apt-get install -y ${packages}`,
+      "",
+      "On a system without apt-get: Chromium at /usr/bin/chromium, and redis-server on the PATH.",
+    ].join("\n"),
+  );
+  console.log("0 passed, 1 failed");
+  process.exit(1);
 }
 
 function deno(output) {

@@ -2,21 +2,17 @@
 // HTTP: each test starts its own redis-server on 127.0.0.1 (no persistence)
 // and demo processes, one on Deno and one on Bun, that share it and one
 // DATA_DIR; every process is killed in `finally`. Where redis-server is not
-// installed, the tests are reported as skipped, with the reason printed once.
+// installed, each test fails saying how to install it (`npm test` installs
+// it first where it can).
 
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { test as nodeTest } from "node:test";
 import { TaskManager } from "../../mod.ts";
 import { DurableQueue, RedisBackend } from "../../src/durable/mod.ts";
 import { within } from "../durable/fixtures/_process.ts";
-import {
-  redisMissing,
-  type RedisServer,
-  startRedis,
-} from "../durable/fixtures/_redis.ts";
+import { type RedisServer, startRedis } from "../durable/fixtures/_redis.ts";
 import {
   type DemoServer,
   gradient,
@@ -37,35 +33,21 @@ if ((process.versions as Record<string, string | undefined>).bun) {
   setDefaultTimeout(60_000);
 }
 
-const SKIP = redisMissing();
-if (SKIP !== undefined) console.log(`demo_durable_test.ts: skipping: ${SKIP}`);
-
-type Deno = {
-  test(definition: { name: string; ignore: boolean; fn(): void }): void;
-};
-const deno = (globalThis as { Deno?: Deno }).Deno;
-
 /** A test that needs a Redis server; it gets a fresh one and a fresh DATA_DIR. */
 function redisTest(
   name: string,
   fn: (redis: RedisServer, dataDir: string) => Promise<void>,
 ): void {
-  if (SKIP === undefined) {
-    test(name, async () => {
-      const redis = await startRedis();
-      const dataDir = await tempDir();
-      try {
-        await fn(redis, dataDir);
-      } finally {
-        await redis.stop();
-        await removeDir(dataDir);
-      }
-    });
-  } else if (deno !== undefined) {
-    deno.test({ name, ignore: true, fn() {} });
-  } else {
-    nodeTest(name, { skip: SKIP }, () => {});
-  }
+  test(name, async () => {
+    const redis = await startRedis();
+    const dataDir = await tempDir();
+    try {
+      await fn(redis, dataDir);
+    } finally {
+      await redis.stop();
+      await removeDir(dataDir);
+    }
+  });
 }
 
 /**

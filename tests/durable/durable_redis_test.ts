@@ -1,11 +1,10 @@
 // RedisBackend (BullMQ over ioredis) on a real redis-server that each test
 // starts on a free port and stops, in this process and across consumer
 // processes (fixtures/worker.ts) run by the same runtime as the test.
-// Where redis-server is not installed, the tests are reported as skipped,
-// with the reason printed once.
+// Where redis-server is not installed, each test fails saying how to install
+// it (`npm test` installs it first where it can).
 
 import assert from "node:assert/strict";
-import { test as nodeTest } from "node:test";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { TaskManager } from "../../mod.ts";
@@ -16,41 +15,22 @@ import {
   enqueueOnce,
   settles,
 } from "./fixtures/_scenarios.ts";
-import {
-  freePort,
-  redisMissing,
-  type RedisServer,
-  startRedis,
-} from "./fixtures/_redis.ts";
+import { freePort, type RedisServer, startRedis } from "./fixtures/_redis.ts";
 import { test } from "../_harness.ts";
-
-const SKIP = redisMissing();
-if (SKIP !== undefined) console.log(`durable_redis_test.ts: skipping: ${SKIP}`);
-
-type Deno = {
-  test(definition: { name: string; ignore: boolean; fn(): void }): void;
-};
-const deno = (globalThis as { Deno?: Deno }).Deno;
 
 /** A test that needs a Redis server. */
 function redisTest(
   name: string,
   fn: (server: RedisServer) => Promise<void>,
 ): void {
-  if (SKIP === undefined) {
-    test(name, async () => {
-      const server = await startRedis();
-      try {
-        await fn(server);
-      } finally {
-        await server.stop();
-      }
-    });
-  } else if (deno !== undefined) {
-    deno.test({ name, ignore: true, fn() {} });
-  } else {
-    nodeTest(name, { skip: SKIP }, () => {});
-  }
+  test(name, async () => {
+    const server = await startRedis();
+    try {
+      await fn(server);
+    } finally {
+      await server.stop();
+    }
+  });
 }
 
 const WORKER = "./worker.ts";
