@@ -3,10 +3,11 @@
 // manager within those 5 s.
 
 import { TaskManager } from "@background/tasks";
+import { gracefulShutdown } from "@background/tasks/shutdown";
 
 const tasks = new TaskManager({ timeout: 25_000 });
 
-Deno.serve(async (request) => {
+const server = Deno.serve(async (request) => {
   const { id } = await request.json() as { id: string };
   tasks.run("send-confirmation", async ({ signal }) => {
     const response = await fetch("https://email.example/send", {
@@ -19,12 +20,7 @@ Deno.serve(async (request) => {
   return Response.json({ id, status: "received" }, { status: 201 });
 });
 
-Deno.addSignalListener("SIGINT", async () => {
-  // Wait up to 3 s, then cancel what is left and give it 1 s to return:
-  // done within the 5 s before the kill.
-  const report = await tasks.shutdown({ timeout: 3_000, grace: 1_000 });
-  if (report.abandoned.length > 0) {
-    console.error("tasks still running at exit:", report.abandoned);
-  }
-  Deno.exit(0);
-});
+// On SIGINT: wait up to 3 s for the tasks, cancel what is left and give it
+// 1 s to return, stop the server, log the report and exit: done within 4.5 s,
+// before the kill.
+gracefulShutdown({ tasks, server });
