@@ -54,6 +54,8 @@ export {
   type TaskEventType,
 } from "./src/core/task_event.ts";
 export type {
+  RateLimit,
+  RetryOptions,
   RunOptions,
   Task,
   TaskContext,

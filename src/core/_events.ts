@@ -40,21 +40,40 @@ class RecordEvent extends TaskEvent {
   }
 }
 
-/** Dispatches a `type` event about `task` on `target`, as the task is now. */
+/** What a `retry` event carries: the attempt's failure and the wait. */
+export interface RetryDetail {
+  readonly error: unknown;
+  readonly delay: number;
+}
+
+/**
+ * Dispatches a `type` event about `task` on `target`, as the task is now;
+ * a `retry` event carries `retry` as well.
+ */
 export function dispatchTaskEvent(
   target: EventTarget,
   type: TaskEventType,
   task: TaskRecord,
+  retry?: RetryDetail,
 ): void {
   const { status, result } = task;
-  const settled = type === "settle";
-  target.dispatchEvent(
-    new RecordEvent(type, {
-      task,
-      status,
-      value: settled && status === "fulfilled" ? result : undefined,
-      error: settled && status === "rejected" ? result : undefined,
-      reason: !settled || status === "cancelled" ? result : undefined,
-    }),
-  );
+  let init: RecordEventInit;
+  switch (type) {
+    case "settle":
+      init = status === "fulfilled"
+        ? { task, status, value: result }
+        : status === "rejected"
+        ? { task, status, error: result }
+        : { task, status, reason: result };
+      break;
+    case "progress":
+      init = { task, status, value: task.extra?.progress };
+      break;
+    case "retry":
+      init = { task, status, error: retry!.error, delay: retry!.delay };
+      break;
+    default:
+      init = { task, status, reason: result };
+  }
+  target.dispatchEvent(new RecordEvent(type, init));
 }

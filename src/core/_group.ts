@@ -11,8 +11,10 @@ import {
   type TaskDefaults,
   type TaskOrigin,
 } from "./_scheduler.ts";
-import { Queue } from "./_queue.ts";
+import { PriorityQueue } from "./_queue.ts";
+import { RateWindow } from "./_rate.ts";
 import type { TaskGroupHooks, TaskRecord } from "./_task.ts";
+import type { RateLimit } from "./types.ts";
 
 /** One result of `TaskGroup.awaitAll`. */
 export type TaskResult<T> =
@@ -53,8 +55,20 @@ export class GroupCore implements TaskGroupHooks, TaskOrigin {
   readonly #failFast: boolean;
   readonly #signal: AbortSignal | undefined;
   /** Tasks waiting for a group slot before they enter the manager's queue. */
-  readonly #held: Queue<TaskRecord> = new Queue();
+  readonly #held: PriorityQueue<TaskRecord> = new PriorityQueue();
+  /** How many tasks wait in `#held` (cancelled ones included until skipped). */
+  #heldCount = 0;
+  /** Tasks in a group slot: passed on to the manager, not yet settled. */
   #admitted = 0;
+  /**
+   * The group's rate limit. A task is admitted only if its start fits in
+   * the window with the starts already promised (`#reserved`: admitted, not
+   * started), so that however long it waits in the manager's queue, no
+   * window ever holds more than `limit` starts.
+   */
+  readonly #rate: RateWindow | undefined;
+  #reserved = 0;
+  #rateTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #unsettled = 0;
   #waiters: (() => void)[] = [];
 
@@ -64,7 +78,9 @@ export class GroupCore implements TaskGroupHooks, TaskOrigin {
     failFast: boolean,
     signal: AbortSignal | undefined,
     setup: GroupSetup | undefined,
+    rate: RateLimit | undefined,
   ) {
+    this.#rate = rate && new RateWindow(rate.limit, rate.interval);
     this.scheduler = scheduler;
     this.defaults = setup?.defaults;
     this.#holder = setup?.holder;
@@ -108,29 +124,48 @@ export class GroupCore implements TaskGroupHooks, TaskOrigin {
     if (this.#unsettled++ === 0) this.#signal?.addEventListener("abort", this);
   }
 
-  /** Passes a task on to the manager's queue, or holds it for a group slot. */
+  /**
+   * Passes a task on to the manager's queue, or holds it, in priority and
+   * then queue order, until a group slot (and the group's rate) lets it in.
+   */
   admit(task: TaskRecord): void {
-    if (this.#admitted < this.#limit) {
-      this.#admitted++;
-      task.admit();
-      this.scheduler.enqueue(task);
+    if (
+      this.#heldCount === 0 && this.#admitted < this.#limit &&
+      this.#rateAllows()
+    ) {
+      this.#pass(task);
     } else {
       this.#held.push(task);
+      this.#heldCount++;
+      this.#promote();
     }
   }
 
-  started(): void {
+  started(task: TaskRecord): void {
     this.#running++;
+    if (this.#rate !== undefined) {
+      this.#rate.record(Date.now());
+      if (task.unreserve()) this.#reserved--;
+      // The window changed: set the timer for the next held task, if any.
+      this.#promote();
+    }
   }
 
   stopped(): void {
     this.#running--;
   }
 
+  retrying(task: TaskRecord): void {
+    this.#giveBack(task);
+    this.#promote();
+  }
+
   settled(task: TaskRecord): void {
-    if (task.extra?.admitted) this.#admitted--;
+    this.#giveBack(task);
     if (--this.#unsettled === 0) {
       this.#signal?.removeEventListener("abort", this);
+      clearTimeout(this.#rateTimer);
+      this.#rateTimer = undefined;
     }
     if (
       this.#failFast && task.status === "rejected" && !this.#cancelRequested
@@ -149,14 +184,50 @@ export class GroupCore implements TaskGroupHooks, TaskOrigin {
     }
   }
 
+  /** A task leaves its group slot, and its promised start if it held one. */
+  #giveBack(task: TaskRecord): void {
+    if (task.unadmit()) this.#admitted--;
+    if (task.unreserve()) this.#reserved--;
+  }
+
+  /** Lets held tasks in while a slot, and the rate, allow. */
   #promote(): void {
-    while (!this.#cancelRequested && this.#admitted < this.#limit) {
-      const next = this.#held.shift();
-      if (next === undefined) return;
+    while (
+      !this.#cancelRequested && this.#heldCount > 0 &&
+      this.#admitted < this.#limit && this.#rateAllows()
+    ) {
+      const next = this.#held.shift()!;
+      this.#heldCount--;
       if (next.status !== "pending" || next.cancelRequested) continue;
+      // Re-inserted, so that the manager's map keeps running tasks in start order.
       this.scheduler.reorder(next);
-      this.admit(next);
+      this.#pass(next);
     }
+  }
+
+  /** Gives a task a group slot (and a promised start) and queues it in the manager. */
+  #pass(task: TaskRecord): void {
+    this.#admitted++;
+    const reserve = this.#rate !== undefined;
+    if (reserve) this.#reserved++;
+    task.admit(reserve);
+    this.scheduler.enqueue(task);
+  }
+
+  /** Whether the group's rate lets one more task in; if not, one timer waits for it. */
+  #rateAllows(): boolean {
+    if (this.#rate === undefined) return true;
+    const at = this.#rate.nextAt(this.#reserved);
+    const now = Date.now();
+    if (at <= now) return true;
+    // Infinity: the promised starts fill the window; a start frees one.
+    if (at !== Infinity) {
+      this.#rateTimer ??= setTimeout(() => {
+        this.#rateTimer = undefined;
+        this.#promote();
+      }, at - now);
+    }
+    return false;
   }
 
   /** The group's signal aborted. */

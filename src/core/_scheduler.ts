@@ -17,12 +17,19 @@
 // - every listener added to a per-task signal is removed, and the task's
 //   timeout timer cleared, when the task settles.
 
-import { Queue } from "./_queue.ts";
+import { PriorityQueue } from "./_queue.ts";
 import { dispatchTaskEvent } from "./_events.ts";
+import { RateWindow } from "./_rate.ts";
 import { type TaskGroupHooks, TaskRecord } from "./_task.ts";
 import { checkTask } from "./_validate.ts";
 import { ManagerClosedError } from "./manager_closed_error.ts";
-import type { RunOptions, TaskFunction, TaskInfo } from "./types.ts";
+import type {
+  RateLimit,
+  RetryOptions,
+  RunOptions,
+  TaskFunction,
+  TaskInfo,
+} from "./types.ts";
 
 /** Reports a failure nobody else asked for. */
 export type ErrorReporter = (error: unknown, task: TaskInfo) => void;
@@ -53,12 +60,18 @@ export interface SchedulerOptions {
   readonly timeout: number | undefined;
   readonly waitUntil: ((promise: Promise<void>) => void) | undefined;
   readonly onError: ErrorReporter;
+  readonly retry?: RetryOptions | undefined;
+  readonly rate?: RateLimit | undefined;
 }
+
+/** At most one `progress` event per task in this many milliseconds. */
+export const PROGRESS_INTERVAL = 100;
 
 /** Defaults a task takes where its own options say nothing (a group's, a scope's). */
 export interface TaskDefaults {
   readonly timeout?: number;
   readonly waitUntil?: (promise: Promise<void>) => void;
+  readonly retry?: RetryOptions | false;
 }
 
 /**
@@ -83,12 +96,19 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 export class Scheduler {
   /** Every unsettled task by id; running ones in the order they started. */
   readonly #tasks: Map<number, TaskRecord> = new Map();
-  readonly #queue: Queue<TaskRecord> = new Queue();
+  readonly #queue: PriorityQueue<TaskRecord> = new PriorityQueue();
   readonly #target: EventTarget;
   readonly #concurrency: number;
   readonly #timeout: number | undefined;
   readonly #waitUntil: ((promise: Promise<void>) => void) | undefined;
   readonly #onError: ErrorReporter;
+  readonly #retry: RetryOptions | undefined;
+  /** The manager's rate limit, and the one timer its queue waits on. */
+  readonly #rate: RateWindow | undefined;
+  #rateTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** Tasks whose latest progress waits for its event, and the one timer. */
+  readonly #progressDue: Set<TaskRecord> = new Set();
+  #progressTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #running = 0;
   #pending = 0;
   /** Settled tasks, for shutdown reports. */
@@ -107,11 +127,15 @@ export class Scheduler {
   #wantStart = false;
   #wantSettle = false;
   #wantCancel = false;
+  #wantRetry = false;
+  #wantProgress = false;
   readonly #idleWaiters: Set<() => void> = new Set();
   #drainScheduled = false;
   #pumping = false;
   /** The task whose `start` event is being dispatched. */
   #starting: TaskRecord | undefined = undefined;
+  /** Starts no longer follow add order (see #start). */
+  #reorderStarts = false;
   readonly #drain = (): void => {
     this.#drainScheduled = false;
     this.pump();
@@ -123,6 +147,9 @@ export class Scheduler {
     this.#timeout = options.timeout;
     this.#waitUntil = options.waitUntil;
     this.#onError = options.onError;
+    this.#retry = options.retry;
+    const rate = options.rate;
+    this.#rate = rate && new RateWindow(rate.limit, rate.interval);
   }
 
   get runningCount(): number {
@@ -181,6 +208,8 @@ export class Scheduler {
     if (type === "start") this.#wantStart = listened;
     else if (type === "settle") this.#wantSettle = listened;
     else if (type === "cancel") this.#wantCancel = listened;
+    else if (type === "retry") this.#wantRetry = listened;
+    else if (type === "progress") this.#wantProgress = listened;
   }
 
   /** The unsettled task with this id, if any. */
@@ -217,12 +246,15 @@ export class Scheduler {
     group: TaskGroupHooks | undefined,
     defaults: TaskDefaults | undefined,
   ): TaskRecord<T> {
+    const retry = options?.retry ?? defaults?.retry ?? this.#retry;
     const task = new TaskRecord<T>(
       this,
       group,
       name,
       fn,
       options?.timeout ?? defaults?.timeout ?? this.#timeout,
+      retry === false ? undefined : retry,
+      options?.priority ?? 0,
     );
     const waitUntil = options?.waitUntil ?? defaults?.waitUntil ??
       this.#waitUntil;
@@ -278,9 +310,11 @@ export class Scheduler {
     this.#pumping = true;
     try {
       while (this.#running < this.#concurrency) {
+        if (this.#rate !== undefined && !this.#rateAllows()) break;
         const task = this.#queue.shift();
         if (task === undefined) break;
         if (task.status === "pending" && !task.cancelRequested) {
+          this.#rate?.record(Date.now());
           this.#start(task);
         }
       }
@@ -289,11 +323,34 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Whether the manager's rate limit lets a task start now; if not, the one
+   * timer of the queue is set for when it will.
+   */
+  #rateAllows(): boolean {
+    const at = this.#rate!.nextAt();
+    const now = Date.now();
+    if (at <= now) return true;
+    this.#rateTimer ??= setTimeout(() => {
+      this.#rateTimer = undefined;
+      this.pump();
+    }, at - now);
+    return false;
+  }
+
   #start(task: TaskRecord): void {
     this.#pending--;
     this.#running++;
+    // `activeTasks` lists running tasks in start order, from the map's
+    // order. That is add order until priorities or a retry start tasks in
+    // another order; from then on each task moves to the end as it starts.
+    if (
+      this.#reorderStarts ||
+      (this.#reorderStarts = this.#queue.ranked ||
+        task.extra?.attempt !== undefined)
+    ) this.reorder(task);
     task.begin();
-    task.group?.started();
+    task.group?.started(task);
     // A timer we clear when the task settles: an `AbortSignal.timeout`
     // cannot be cleared, and Deno keeps each one (about 600 B of heap) until
     // it fires, however long the task is gone.
@@ -335,7 +392,12 @@ export class Scheduler {
 
   /** Requests a task's cancellation; `false` when already settled or requested. */
   cancel(task: TaskRecord, reason: unknown): boolean {
-    if (task.cancelRequested) return false;
+    if (task.cancelRequested) {
+      // Already being cancelled, or timed out and unwinding: a timed-out
+      // attempt is not retried once cancellation is asked for as well.
+      task.endRetries();
+      return false;
+    }
     const status = task.status;
     if (status !== "pending" && status !== "running") return false;
     task.requestCancel(
@@ -369,6 +431,10 @@ export class Scheduler {
   }
 
   #settle(task: TaskRecord, ok: boolean, result: unknown): void {
+    if (
+      task.extra?.retry !== undefined && (!ok || task.cancelRequested) &&
+      this.#tryAgain(task, result)
+    ) return;
     const wasRunning = task.status === "running";
     const status = task.finish(ok, result);
     if (wasRunning) {
@@ -392,6 +458,14 @@ export class Scheduler {
     else if (report) this.#report(task.result, task);
     task.release();
     task.group?.settled(task);
+    if (this.#progressDue.delete(task) && this.#progressDue.size === 0) {
+      clearTimeout(this.#progressTimer);
+      this.#progressTimer = undefined;
+    }
+    if (this.#pending === 0 && this.#rateTimer !== undefined) {
+      clearTimeout(this.#rateTimer);
+      this.#rateTimer = undefined;
+    }
     if (wasRunning) this.pump();
     if (this.idle) {
       for (const wake of this.#idleWaiters) wake();
@@ -406,6 +480,80 @@ export class Scheduler {
       this.#drained();
     }
   }
+
+  /**
+   * A running attempt failed with `error`: if the task retries, it waits for
+   * its next attempt as a pending task (its slot freed, a `retry` event out)
+   * and this returns `true`; else the caller settles it. Once the manager is
+   * closed a failure is final: a retry would be new work.
+   */
+  #tryAgain(task: TaskRecord, error: unknown): boolean {
+    // A closed manager starts nothing new: a failure once it closed is final.
+    if (this.#closed) return false;
+    // A timeout is a failure of the attempt; its error is the TimeoutError.
+    const failure = task.cancelRequested ? task.result : error;
+    const { delay, thrown } = task.retryDelay(failure);
+    if (thrown !== undefined) {
+      reportToConsole(
+        new AggregateError(
+          [failure, thrown],
+          "retryIf threw: the task is not retried",
+        ),
+        task.toJSON(),
+      );
+    }
+    if (delay === undefined) return false;
+    this.#running--;
+    this.#pending++;
+    task.group?.stopped();
+    if (this.#progressDue.delete(task) && this.#progressDue.size === 0) {
+      clearTimeout(this.#progressTimer);
+      this.#progressTimer = undefined;
+    }
+    task.waitToRetry(delay, this.#resume);
+    if (this.#wantRetry) {
+      dispatchTaskEvent(this.#target, "retry", task, { error: failure, delay });
+    }
+    task.group?.retrying(task);
+    this.pump();
+    return true;
+  }
+
+  /** A task's wait for its next attempt is over: it queues again. */
+  readonly #resume = (task: TaskRecord): void => {
+    if (task.status !== "pending" || task.cancelRequested) return;
+    if (task.group === undefined) this.enqueue(task);
+    else task.group.admit(task);
+  };
+
+  /** A running task reported progress: its event goes out now or later. */
+  progressed(task: TaskRecord): void {
+    if (!this.#wantProgress) return;
+    if (task.takeProgressSlot(Date.now(), PROGRESS_INTERVAL)) {
+      dispatchTaskEvent(this.#target, "progress", task);
+      return;
+    }
+    this.#progressDue.add(task);
+    this.#progressTimer ??= setTimeout(this.#flushProgress, PROGRESS_INTERVAL);
+  }
+
+  /** Sends the progress events that waited, each task's latest value. */
+  readonly #flushProgress = (): void => {
+    this.#progressTimer = undefined;
+    const now = Date.now();
+    for (const task of this.#progressDue) {
+      if (task.status !== "running") this.#progressDue.delete(task);
+      else if (task.takeProgressSlot(now, PROGRESS_INTERVAL)) {
+        this.#progressDue.delete(task);
+        if (this.#wantProgress) {
+          dispatchTaskEvent(this.#target, "progress", task);
+        }
+      }
+    }
+    if (this.#progressDue.size > 0) {
+      this.#progressTimer = setTimeout(this.#flushProgress, PROGRESS_INTERVAL);
+    }
+  };
 
   #report(error: unknown, task: TaskRecord): void {
     try {

@@ -23,7 +23,10 @@
 // Its state changes only through its own methods (`begin`, `requestCancel`,
 // `expire`, `finish`, `admit`), which the scheduler and the group call.
 
+import { backoffDelay, jittered } from "./_backoff.ts";
+import { checkProgress, MAX_TIMEOUT } from "./_validate.ts";
 import type {
+  RetryOptions,
   Task,
   TaskContext,
   TaskFunction,
@@ -35,6 +38,8 @@ import type {
 export interface TaskOwner {
   /** Requests the task's cancellation; see `Scheduler.cancel`. */
   cancel(task: TaskRecord, reason: unknown): boolean;
+  /** The task reported progress (see `TaskRecord.progress`). */
+  progressed(task: TaskRecord): void;
 }
 
 /** What a task needs of its group, if it has one (see _group.ts). */
@@ -50,9 +55,11 @@ export interface TaskGroupHooks {
   /** Passes the task on to the manager's queue, or holds it for a group slot. */
   admit(task: TaskRecord): void;
   /** One of its tasks started. */
-  started(): void;
-  /** One of its running tasks returned, and is about to settle. */
+  started(task: TaskRecord): void;
+  /** One of its running tasks returned, and is about to settle or retry. */
   stopped(): void;
+  /** One of its tasks failed an attempt and waits for the next one. */
+  retrying(task: TaskRecord): void;
   /** One of its tasks settled. */
   settled(task: TaskRecord): void;
 }
@@ -91,12 +98,16 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
     name: string,
     fn: TaskFunction<T>,
     timeout: number | undefined,
+    retry: RetryOptions | undefined,
+    priority: number,
   ) {
     this.owner = owner;
     this.group = group;
     this.name = name;
     this.fn = fn;
     if (timeout !== undefined) this.more().timeout = timeout;
+    if (retry !== undefined) this.more().retry = retry;
+    if (priority !== 0) this.more().priority = priority;
   }
 
   /** The extra state, made on first use. */
@@ -112,6 +123,32 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
 
   get startedAt(): Date | undefined {
     return this.startTime === 0 ? undefined : new Date(this.startTime);
+  }
+
+  /** This attempt's number (see `RetryOptions`). */
+  get attempt(): number {
+    return this.extra?.attempt ?? 1;
+  }
+
+  /** Where it goes in a queue: higher first. */
+  get priority(): number {
+    return this.extra?.priority ?? 0;
+  }
+
+  /**
+   * The context's `progress()`, bound to the task so that a function may
+   * take it apart (`({ progress }) => ...`); made only when read.
+   */
+  get progress(): (value: unknown) => void {
+    return (value) => {
+      const kept = checkProgress(
+        `Cannot report progress of task ${JSON.stringify(this.name)}`,
+        value,
+      );
+      if (this.status !== "running") return;
+      this.more().progress = kept;
+      this.owner.progressed(this);
+    };
   }
 
   /** The task's own signal, made on first read. */
@@ -172,7 +209,14 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
 
   /** A snapshot, with the status given (an event's status at dispatch). */
   snapshot(status: TaskStatus): TaskInfo {
-    return { id: this.id, name: this.name, status, startedAt: this.startedAt };
+    return {
+      id: this.id,
+      name: this.name,
+      status,
+      startedAt: this.startedAt,
+      attempt: this.attempt,
+      progress: this.extra?.progress,
+    };
   }
 
   // --- transitions, called by the scheduler and the group ------------------
@@ -183,9 +227,31 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
     signal.addEventListener("abort", this);
   }
 
-  /** The group passed it on to the manager's queue. */
-  admit(): void {
-    this.more().admitted = true;
+  /**
+   * The group passed it on to the manager's queue, taking one of its slots;
+   * `reserve`: it also holds a start in the group's rate window until it
+   * starts.
+   */
+  admit(reserve: boolean): void {
+    const extra = this.more();
+    extra.admitted = true;
+    extra.reserved = reserve;
+  }
+
+  /** Gives back its group slot; `true` if it held one. */
+  unadmit(): boolean {
+    const extra = this.extra;
+    if (extra?.admitted !== true) return false;
+    extra.admitted = false;
+    return true;
+  }
+
+  /** Gives back its start held in the group's rate window; `true` if it held one. */
+  unreserve(): boolean {
+    const extra = this.extra;
+    if (extra?.reserved !== true) return false;
+    extra.reserved = false;
+    return true;
   }
 
   /** Its function is about to be called. */
@@ -234,6 +300,76 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
         "TimeoutError",
       ),
     );
+  }
+
+  /**
+   * Whether a `progress` event may go out at `now`, one per `interval` ms;
+   * if so, it counts as gone out.
+   */
+  takeProgressSlot(now: number, interval: number): boolean {
+    const extra = this.extra!;
+    if (now - extra.progressAt < interval) return false;
+    extra.progressAt = now;
+    return true;
+  }
+
+  /**
+   * After its running attempt returned with `failure`: the wait before the
+   * next attempt, or `undefined` when there is none (no `retry`, attempts
+   * used up, a cancellation rather than a failure, or `retryIf` said no).
+   * A `retryIf` that throws ends the retries; what it threw is returned as
+   * `thrown` for the scheduler to report.
+   */
+  retryDelay(failure: unknown): { delay?: number; thrown?: unknown } {
+    const extra = this.extra;
+    const retry = extra?.retry;
+    if (retry === undefined || this.status !== "running") return {};
+    if (this.cancelRequested && !extra!.timedOut) return {};
+    const attempt = this.attempt;
+    if (attempt >= (retry.attempts ?? 3)) return {};
+    if (retry.retryIf !== undefined) {
+      try {
+        if (!retry.retryIf(failure, attempt)) return {};
+      } catch (thrown) {
+        return { thrown };
+      }
+    }
+    const delay = backoffDelay(
+      retry.backoff ?? 1000,
+      attempt,
+      retry.maxDelay ?? MAX_TIMEOUT,
+    );
+    return { delay: jittered(delay, retry.jitter ?? 0) };
+  }
+
+  /** No attempt follows the current one, whatever its outcome. */
+  endRetries(): void {
+    if (this.extra !== undefined) this.extra.retry = undefined;
+  }
+
+  /**
+   * Its attempt failed and another follows in `delay` ms: it waits as a
+   * pending task, with a fresh signal and timeout to come, and `resume(this)`
+   * runs when the wait is over (unless it settled meanwhile).
+   */
+  waitToRetry(delay: number, resume: (task: TaskRecord<T>) => void): void {
+    const extra = this.extra!;
+    if (extra.timer !== undefined) {
+      clearTimeout(extra.timer);
+      extra.timer = undefined;
+    }
+    this.status = "pending";
+    this.startTime = 0;
+    this.cancelRequested = false;
+    this.result = undefined;
+    this.#controller = undefined;
+    extra.timedOut = false;
+    extra.progress = undefined;
+    extra.timer = setTimeout(() => {
+      extra.timer = undefined;
+      extra.attempt = this.attempt + 1;
+      resume(this);
+    }, delay);
   }
 
   /**
@@ -303,7 +439,10 @@ export class TaskExtra {
   timeout: number | undefined = undefined;
   /** The per-run `signal` option. */
   external: AbortSignal | undefined = undefined;
-  /** The timeout's timer while the task runs; cleared when it settles. */
+  /**
+   * The timer of its timeout while an attempt runs, or of the wait before
+   * its next attempt; cleared when it settles.
+   */
   timer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** `value`, made on first read. */
   promise: Promise<unknown> | undefined = undefined;
@@ -311,8 +450,20 @@ export class TaskExtra {
   reject: ((error: unknown) => void) | undefined = undefined;
   /** Resolves the promise handed to `waitUntil`. */
   done: (() => void) | undefined = undefined;
-  /** A group task that was passed on to the manager's queue. */
+  /** A group task that was passed on to the manager's queue, in a group slot. */
   admitted = false;
+  /** An admitted group task that holds a start in its group's rate window. */
+  reserved = false;
   /** The timeout, not a cancellation, aborted the task. */
   timedOut = false;
+  /** The `retry` option (the task's, its origin's or the manager's). */
+  retry: RetryOptions | undefined = undefined;
+  /** The current attempt, from 2 once retried. */
+  attempt: number | undefined = undefined;
+  /** The `priority` option, when not 0. */
+  priority: number | undefined = undefined;
+  /** What the function last reported with `progress()`. */
+  progress: unknown = undefined;
+  /** When its last `progress` event went out, for the rate limit on them. */
+  progressAt = 0;
 }

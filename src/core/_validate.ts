@@ -150,6 +150,105 @@ export const OPTIONS: Rule = new Rule(
   (value) => typeof value === "object" && value !== null,
 );
 
+/** A retry's `jitter`: a number from 0 to 1. */
+export const FRACTION: NumberRule = new NumberRule(
+  "a number",
+  "a number from 0 to 1",
+  (n) => n >= 0 && n <= 1,
+);
+
+/** A task's `priority`: any finite number. */
+export const PRIORITY: NumberRule = new NumberRule(
+  "a number",
+  "a finite number",
+  Number.isFinite,
+);
+
+/** A wait in a retry: 0 up to 2^31-1 milliseconds. */
+const WAIT: NumberRule = milliseconds(MAX_TIMEOUT);
+
+/**
+ * Checks a `retry` option: `false`, or an object whose fields follow their
+ * rules; each message names the field (`'retry.attempts'`).
+ */
+export function checkRetry(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (value === undefined || value === false) return;
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError(
+      `${where}: '${argument}' must be an object or false, received ${
+        show(value)
+      }`,
+    );
+  }
+  const retry = value as Record<string, unknown>;
+  COUNT.check(where, `${argument}.attempts`, retry.attempts);
+  WAIT.check(where, `${argument}.backoff`, retry.backoff);
+  WAIT.check(where, `${argument}.maxDelay`, retry.maxDelay);
+  FRACTION.check(where, `${argument}.jitter`, retry.jitter);
+  FUNCTION.check(where, `${argument}.retryIf`, retry.retryIf);
+}
+
+/** Checks a `rate` option: `{ limit, interval }`. */
+export function checkRate(
+  where: string,
+  argument: string,
+  value: unknown,
+): void {
+  if (value === undefined) return;
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError(
+      `${where}: '${argument}' must be an object { limit, interval }, received ${
+        show(value)
+      }`,
+    );
+  }
+  const rate = value as Record<string, unknown>;
+  COUNT.require(where, `${argument}.limit`, rate.limit);
+  TIMEOUT.require(where, `${argument}.interval`, rate.interval);
+}
+
+/** The most a progress value may take as JSON. */
+const MAX_PROGRESS = 1024;
+
+/**
+ * Checks a value given to `progress()` and returns what is kept of it: the
+ * number, or a copy through JSON.
+ */
+export function checkProgress(where: string, value: unknown): unknown {
+  const kind = "a number from 0 to 1, or a JSON value";
+  if (typeof value === "number") {
+    if (value >= 0 && value <= 1) return value;
+    throw new RangeError(
+      `${where}: 'value' must be ${kind}, received ${value}`,
+    );
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    throw new TypeError(
+      `${where}: 'value' must be ${kind}, received ${
+        show(value)
+      }, which JSON cannot hold (a bigint, or a cycle)`,
+    );
+  }
+  if (json === undefined) {
+    throw new TypeError(
+      `${where}: 'value' must be ${kind}, received ${show(value)}`,
+    );
+  }
+  if (json.length > MAX_PROGRESS) {
+    throw new RangeError(
+      `${where}: 'value' must take at most ${MAX_PROGRESS} characters as JSON, received ${json.length}`,
+    );
+  }
+  return JSON.parse(json);
+}
+
 /** Checks an options argument (`'options' must be an object`). */
 export function checkOptions(where: string, options: unknown): void {
   OPTIONS.check(where, "options", options);
@@ -176,13 +275,20 @@ export function checkTask(
   if (!OPTIONS.test(options)) {
     checkOptions(`Cannot ${verb} task ${JSON.stringify(name)}`, options);
   }
-  const { signal, timeout, waitUntil } = options as Record<string, unknown>;
+  const { signal, timeout, waitUntil, retry, priority } = options as Record<
+    string,
+    unknown
+  >;
   if (
-    !SIGNAL.test(signal) || !TIMEOUT.test(timeout) || !FUNCTION.test(waitUntil)
+    !SIGNAL.test(signal) || !TIMEOUT.test(timeout) ||
+    !FUNCTION.test(waitUntil) || retry !== undefined ||
+    !PRIORITY.test(priority)
   ) {
     const where = `Cannot ${verb} task ${JSON.stringify(name)}`;
     SIGNAL.check(where, "signal", signal);
     TIMEOUT.check(where, "timeout", timeout);
     FUNCTION.check(where, "waitUntil", waitUntil);
+    checkRetry(where, "retry", retry);
+    PRIORITY.check(where, "priority", priority);
   }
 }

@@ -5,8 +5,14 @@ import {
   type TaskResult,
 } from "./_group.ts";
 import { reportToConsole, Scheduler } from "./_scheduler.ts";
-import { BOOLEAN, checkOptions, CONCURRENCY, SIGNAL } from "./_validate.ts";
-import type { RunOptions, Task, TaskFunction } from "./types.ts";
+import {
+  BOOLEAN,
+  checkOptions,
+  checkRate,
+  CONCURRENCY,
+  SIGNAL,
+} from "./_validate.ts";
+import type { RateLimit, RunOptions, Task, TaskFunction } from "./types.ts";
 
 export type { TaskResult };
 
@@ -28,6 +34,14 @@ export interface TaskGroupOptions {
    * @default {Infinity}
    */
   concurrency?: number;
+  /**
+   * At most `limit` of the group's tasks start in any window of `interval`
+   * ms (within the manager's own limits); the others wait in the group, in
+   * order, behind one timer.
+   *
+   * @default {none}
+   */
+  rate?: RateLimit;
 }
 
 /** The settings of the manager a group made with `new TaskGroup()` runs through. */
@@ -92,6 +106,7 @@ export class TaskGroup implements AsyncDisposable {
     BOOLEAN.check(where, "failFast", options.failFast);
     SIGNAL.check(where, "signal", options.signal);
     CONCURRENCY.check(where, "concurrency", options.concurrency);
+    checkRate(where, "rate", options.rate);
     if ("manager" in options) {
       throw new TypeError(
         `${where}: 'manager' is not an option: make a group that runs through a manager with manager.group()`,
@@ -106,6 +121,7 @@ export class TaskGroup implements AsyncDisposable {
       options.failFast ?? false,
       options.signal,
       setup,
+      options.rate,
     );
   }
 

@@ -8,6 +8,8 @@ import {
 import {
   BOUND,
   checkOptions,
+  checkRate,
+  checkRetry,
   CONCURRENCY,
   FUNCTION,
   ID,
@@ -18,6 +20,8 @@ import { SETUP } from "./_group.ts";
 import type { TaskEventMap } from "./task_event.ts";
 import { TaskGroup, type TaskGroupOptions } from "./task_group.ts";
 import type {
+  RateLimit,
+  RetryOptions,
   RunOptions,
   Task,
   TaskFunction,
@@ -67,6 +71,20 @@ export interface TaskManagerOptions {
    * @default {`console.error` of the task's name and id, and the error with its stack}
    */
   onError?: (error: unknown, task: TaskInfo) => void;
+  /**
+   * Retries for every task that sets none (see {@linkcode RetryOptions}); a
+   * task's `retry: false` turns it off for that task.
+   *
+   * @default {none: a failure is final}
+   */
+  retry?: RetryOptions;
+  /**
+   * At most `limit` task starts in any window of `interval` ms; the tasks
+   * beyond it wait in the queue, in order, behind one timer.
+   *
+   * @default {none}
+   */
+  rate?: RateLimit;
 }
 
 /** Options for {@linkcode TaskManager.prototype.idle}. */
@@ -191,12 +209,21 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     SIGNAL.check(where, "signal", options.signal);
     FUNCTION.check(where, "waitUntil", options.waitUntil);
     FUNCTION.check(where, "onError", options.onError);
+    if ((options.retry as unknown) === false) {
+      throw new TypeError(
+        `${where}: 'retry' must be an object, received false (leave it out for no retries)`,
+      );
+    }
+    checkRetry(where, "retry", options.retry);
+    checkRate(where, "rate", options.rate);
     super();
     const scheduler = new Scheduler(this, {
       concurrency: options.concurrency ?? Infinity,
       timeout: options.timeout,
       waitUntil: options.waitUntil,
       onError: (options.onError ?? reportToConsole) as ErrorReporter,
+      retry: options.retry,
+      rate: options.rate,
     });
     this.#scheduler = scheduler;
     this.#listeners = new Listeners((type, listened) =>

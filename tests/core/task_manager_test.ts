@@ -261,6 +261,7 @@ test("activeTasks lists running tasks in start order as JSON-clean snapshots", a
   assert.equal(active[0].status, "running");
   const json = JSON.parse(JSON.stringify(active[0]));
   assert.deepEqual(Object.keys(json).sort(), [
+    "attempt",
     "id",
     "name",
     "startedAt",
@@ -279,6 +280,7 @@ test("JSON.stringify(handle) gives the task's info", () => {
     id: handle.id,
     name: "json",
     status: "pending",
+    attempt: 1,
   });
   tasks.cancel(handle.id);
 });
@@ -725,6 +727,7 @@ test("addEventListener() event.task read later is the task as it was at dispatch
     name: "running",
     status: "fulfilled",
     startedAt: running.startedAt!.toISOString(),
+    attempt: 1,
   });
 });
 
@@ -754,6 +757,8 @@ test("new TaskEvent() without init.task is a TypeError that names it", () => {
     name: "n",
     status: "running",
     startedAt: undefined,
+    attempt: 1,
+    progress: undefined,
   } as const;
   const event = new TaskEvent("start", { task, value: 1 });
   assert.equal(event.task, task);
