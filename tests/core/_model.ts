@@ -12,6 +12,12 @@
 //   with the events seen;
 // - a failure reaches exactly one of `onError`, a reader of `value`, or the
 //   group's `awaitAll`;
+// - a task with `retry` (2 attempts) that fails its first attempt (or times
+//   out) dispatches `retry` with that failure instead of settling, waits as a
+//   pending task, and runs again; only the final outcome settles it;
+// - a waiting task of higher priority starts before one of lower priority,
+//   and equals start in the order they were queued (checked among the tasks
+//   of the manager's own queue: not those held back by a group);
 // - once everything settled: nothing running or queued, no listener left on
 //   any signal the program handed in, every `idle()` waiter resolved.
 //
@@ -71,6 +77,10 @@ export interface TaskSpec {
   readValue: boolean;
   /** A `start` listener cancels it: its function must never run. */
   cancelOnStart: boolean;
+  /** The `priority` option. */
+  priority: number;
+  /** `retry: { attempts: 2, backoff: 0 }`: one retry, after a stubbed timer. */
+  retry: boolean;
 }
 
 /** A shutdown bound: 0, Infinity, or a stubbed timer that `fireTimer` fires. */
@@ -159,6 +169,8 @@ export function describeOp(op: Op): string {
       const extras = [
         s.signal === "none" ? "" : `signal ${s.signal}`,
         s.timeout ? "timeout" : "",
+        s.priority === 0 ? "" : `priority ${s.priority}`,
+        s.retry ? "retry once" : "",
         s.readValue && s.via !== "run" ? "reads value" : "",
         s.cancelOnStart ? "cancelled by its start listener" : "",
       ].filter(Boolean);
@@ -311,6 +323,8 @@ const specArb: fc.Arbitrary<TaskSpec> = fc.record({
   timeout: rarely(5),
   readValue: fc.boolean(),
   cancelOnStart: rarely(10),
+  priority: fc.constantFrom(0, 0, 0, 1, -1),
+  retry: rarely(4),
 });
 
 const boundArb: fc.Arbitrary<Bound> = fc.constantFrom<Bound>(
@@ -554,6 +568,8 @@ interface Timer {
   fired: boolean;
   cleared: boolean;
   owner: TaskState | undefined;
+  /** A task's timeout, or the wait before its retry. */
+  kind: "timeout" | "retry" | undefined;
 }
 
 interface GroupState {
@@ -579,7 +595,7 @@ interface TaskState {
   external: Watched | undefined;
   timeoutMs: number | undefined;
   timer: Timer | undefined;
-  events: ("start" | "cancel" | "settle")[];
+  events: ("start" | "cancel" | "settle" | "retry")[];
   cancelEvent: TaskEvent | undefined;
   settleEvent: TaskEvent | undefined;
   settled: boolean;
@@ -604,6 +620,14 @@ interface TaskState {
   settledAt: number;
   onError: unknown[];
   waitUntil: { done: boolean } | undefined;
+  /** `retry` events seen. */
+  retries: number;
+  /** Waits for its retry's timer: pending, but in no queue. */
+  waitingRetry: boolean;
+  /** When it last entered the manager's queue (added, or back from a retry wait). */
+  queuedAt: number;
+  /** A cancellation was asked for while one was already requested: no retry. */
+  lateCancel: boolean;
 }
 
 interface IdleWaiter {
@@ -620,6 +644,11 @@ interface Explicit {
   targets: Set<TaskState>;
   reason: (task: TaskState) => Expect;
   hit: Set<TaskState>;
+}
+
+/** The events of a task's current attempt: those after its last `retry`. */
+function attemptEvents(s: TaskState): string[] {
+  return s.events.slice(s.events.lastIndexOf("retry") + 1);
 }
 
 function failureValue(failure: Failure, label: string): unknown {
@@ -660,6 +689,8 @@ export class World {
   idleEpoch = 0;
   /** Orders settle events and awaitAll() calls. */
   clock = 0;
+  /** Orders entries into the manager's queue. */
+  queueSeq = 0;
   readonly waitUntils: { done: boolean }[] = [];
   readonly managerSignal: Watched | undefined;
   readonly shared: Watched;
@@ -693,6 +724,7 @@ export class World {
     this.tasks.addEventListener("start", (e) => this.#onStart(e));
     this.tasks.addEventListener("cancel", (e) => this.#onCancel(e));
     this.tasks.addEventListener("settle", (e) => this.#onSettle(e));
+    this.tasks.addEventListener("retry", (e) => this.#onRetry(e));
     this.#makeGroup(config.group.concurrency, config.group.failFast, "none");
   }
 
@@ -705,6 +737,7 @@ export class World {
       fired: false,
       cleared: false,
       owner: undefined,
+      kind: undefined,
     });
     return this.timers.length; // its index + 1: never 0
   };
@@ -755,9 +788,10 @@ export class World {
     const s = this.#state(event, "start");
     if (s === undefined) return;
     this.#log(`${s.label} start`);
-    if (s.events.length > 0) {
+    if (s.events.length > 0 && s.events.at(-1) !== "retry") {
       this.#violate(`${s.label}: start after ${s.events.join(", ")}`);
     }
+    this.#checkStartOrder(s);
     if (s.dropReason !== undefined) {
       this.#violate(
         `${s.label}: started although its cancellation was requested when it was added (${s.dropReason.text})`,
@@ -767,6 +801,13 @@ export class World {
     if (event.task.status !== "running" || event.task.startedAt === undefined) {
       this.#violate(
         `${s.label}: start event with status ${event.task.status}`,
+      );
+    }
+    if (event.task.attempt !== s.retries + 1) {
+      this.#violate(
+        `${s.label}: start of attempt ${event.task.attempt}, expected ${
+          s.retries + 1
+        }`,
       );
     }
     this.pending--;
@@ -795,6 +836,7 @@ export class World {
         );
       } else {
         timer.owner = s;
+        timer.kind = "timeout";
         s.timer = timer;
         timer.label += ` of ${s.label}`;
       }
@@ -818,10 +860,11 @@ export class World {
     const s = this.#state(event, "cancel");
     if (s === undefined) return;
     this.#log(`${s.label} cancel`);
-    if (s.events.includes("cancel") || s.events.includes("settle")) {
+    const attempt = attemptEvents(s);
+    if (attempt.includes("cancel") || attempt.includes("settle")) {
       this.#violate(`${s.label}: cancel after ${s.events.join(", ")}`);
     }
-    const started = s.events.includes("start");
+    const started = attempt.includes("start");
     if (event.task.status !== (started ? "running" : "pending")) {
       this.#violate(
         `${s.label}: cancel event with status ${event.task.status}`,
@@ -875,10 +918,13 @@ export class World {
       this.#violate(`${s.label}: settled twice`);
       return;
     }
+    const started = attemptEvents(s).includes("start");
     s.events.push("settle");
     s.settled = true;
     s.settleEvent = event;
-    const started = s.events.includes("start");
+    if (started && this.#shouldRetry(s)) {
+      this.#violate(`${s.label}: settled ${status} instead of retrying`);
+    }
     if (started) {
       const at = this.running.indexOf(s);
       if (at === -1) this.#violate(`${s.label}: settled but not running`);
@@ -929,7 +975,8 @@ export class World {
       this.#violate(`${s.label}: should have rejected, settled ${status}`);
     }
     // A task cancelled from inside its start event never runs its function.
-    const expectedCalls = started && s.heldCancel === undefined ? 1 : 0;
+    const expectedCalls = s.retries +
+      (started && s.heldCancel === undefined ? 1 : 0);
     if (s.calls !== expectedCalls) {
       this.#violate(
         `${s.label}: its function ran ${s.calls} time(s), expected ${expectedCalls}`,
@@ -950,6 +997,105 @@ export class World {
     }
     if (this.running.length === 0 && this.pending === 0) this.idleEpoch++;
     this.#checkCounts(`settle of ${s.label}`);
+  }
+
+  /** Whether the attempt that just returned should be retried. */
+  #shouldRetry(s: TaskState): boolean {
+    // A closed manager starts nothing new, retries included.
+    if (
+      !s.spec.retry || s.retries > 0 || s.heldCancel !== undefined ||
+      this.closed || s.lateCancel || s.group?.cancelRequested ||
+      s.external?.signal.aborted
+    ) {
+      return false;
+    }
+    const timedOut = s.cancelEvent !== undefined && s.timer?.fired === true &&
+      timeoutOf(s).test(s.cancelEvent.reason);
+    if (s.cancelEvent !== undefined && !timedOut) return false;
+    return timedOut || s.outcome?.ok === false;
+  }
+
+  #onRetry(event: TaskEvent): void {
+    const s = this.#state(event, "retry");
+    if (s === undefined) return;
+    this.#log(`${s.label} retry`);
+    const attempt = attemptEvents(s);
+    if (!attempt.includes("start") || attempt.includes("settle")) {
+      this.#violate(`${s.label}: retry after ${s.events.join(", ")}`);
+    }
+    if (!this.#shouldRetry(s)) {
+      this.#violate(
+        `${s.label}: retried ${
+          s.spec.retry ? "more than once" : "without retry"
+        }, or after a cancellation or a success`,
+      );
+    }
+    const timedOut = s.cancelEvent !== undefined;
+    const failure = timedOut ? s.cancelEvent!.reason : s.outcome?.value;
+    if (event.error !== failure) {
+      this.#violate(
+        `${s.label}: retry event carries ${
+          String(event.error)
+        }, not the attempt's failure`,
+      );
+    }
+    if (
+      event.delay !== 0 || event.task.status !== "pending" ||
+      event.task.attempt !== 1
+    ) {
+      this.#violate(
+        `${s.label}: retry event with delay ${event.delay}, status ${event.task.status}, attempt ${event.task.attempt}`,
+      );
+    }
+    const at = this.running.indexOf(s);
+    if (at === -1) this.#violate(`${s.label}: retried but not running`);
+    else this.running.splice(at, 1);
+    if (s.group !== undefined) s.group.running--;
+    this.pending++;
+    s.events.push("retry");
+    s.retries++;
+    s.waitingRetry = true;
+    // The attempt is over: what follows belongs to the next one.
+    s.cancelEvent = undefined;
+    s.timer = undefined;
+    s.requested = false;
+    s.outcome = undefined;
+    s.lateCancel = false;
+    const timer = this.timers.at(-1);
+    if (timer === undefined || timer.owner !== undefined) {
+      this.#violate(`${s.label}: retried without a timer for its wait`);
+    } else {
+      timer.owner = s;
+      timer.kind = "retry";
+      timer.label += ` (retry wait of ${s.label})`;
+    }
+    this.#checkCounts(`retry of ${s.label}`);
+  }
+
+  /**
+   * A task of the manager's own queue (not a group's) may start only if no
+   * other such task waits with a higher priority, or with the same priority
+   * and queued before it.
+   */
+  #checkStartOrder(s: TaskState): void {
+    if (s.group !== undefined) return;
+    const waiting = (u: TaskState) =>
+      u !== s && u.group === undefined && !u.settled && !u.waitingRetry &&
+      !u.requested && u.dropReason === undefined &&
+      !attemptEvents(u).includes("start");
+    for (const u of this.states) {
+      if (!waiting(u)) continue;
+      if (
+        u.spec.priority > s.spec.priority ||
+        (u.spec.priority === s.spec.priority && u.queuedAt < s.queuedAt)
+      ) {
+        this.#violate(
+          `${s.label} (priority ${s.spec.priority}) started before ${u.label} (priority ${u.spec.priority}), queued ${
+            u.queuedAt < s.queuedAt ? "before" : "after"
+          } it`,
+        );
+      }
+    }
   }
 
   #onError(error: unknown, info: TaskInfo): void {
@@ -1062,14 +1208,19 @@ export class World {
   /** The task whose start event is being dispatched: started, function not called yet. */
   #starting(): TaskState | undefined {
     return this.running.find((s) =>
-      s.calls === 0 && s.events.at(-1) === "start"
+      s.calls === s.retries && s.events.at(-1) === "start"
     );
   }
 
   /** Tasks whose cancellation a request would start now. */
   #cancellable(tasks: Iterable<TaskState>): Set<TaskState> {
     const set = new Set<TaskState>();
-    for (const s of tasks) if (!s.settled && !s.requested) set.add(s);
+    for (const s of tasks) {
+      if (!s.settled && !s.requested) set.add(s);
+      // Asked to cancel while already cancelled (a timeout, say): its
+      // current attempt is its last.
+      else if (!s.settled) s.lateCancel = true;
+    }
     return set;
   }
 
@@ -1144,8 +1295,12 @@ export class World {
         }
         case "gate": {
           const { promise, resolve, reject } = Promise.withResolvers<unknown>();
-          s.gate = (ok, value) => {
-            if (s.gateSettled) return;
+          // One gate per attempt.
+          let settled = false;
+          s.gateSettled = false;
+          const gate = s.gate = (ok, value) => {
+            if (settled) return;
+            settled = true;
             s.gateSettled = true;
             s.outcome = { ok, value };
             if (ok) resolve(value);
@@ -1158,7 +1313,7 @@ export class World {
             }
             signal.addEventListener("abort", () => {
               this.#log(`${s.label} sees its signal abort`);
-              s.gate!(body.onAbort === "resolve", { aborted: s.label });
+              gate(body.onAbort === "resolve", { aborted: s.label });
             });
           }
           if (body.wrap === "promise") return promise;
@@ -1220,6 +1375,8 @@ export class World {
     const options = {
       signal: external?.signal,
       timeout: spec.timeout ? 1000 : undefined,
+      priority: spec.priority,
+      retry: spec.retry ? { attempts: 2, backoff: 0 } : undefined,
     };
     const fn = this.#fn(box, spec.body);
     const waitUntilsBefore = this.waitUntils.length;
@@ -1268,6 +1425,10 @@ export class World {
       settledAt: 0,
       onError: [],
       waitUntil: this.waitUntils[waitUntilsBefore],
+      retries: 0,
+      waitingRetry: false,
+      queuedAt: ++this.queueSeq,
+      lateCancel: false,
     };
     box.s = s;
     if (this.byId.has(s.id)) this.#violate(`${label}: duplicate id ${s.id}`);
@@ -1316,6 +1477,8 @@ export class World {
       timeout: false,
       readValue: false,
       cancelOnStart: false,
+      priority: 0,
+      retry: false,
     }, origin);
   }
 
@@ -1416,6 +1579,10 @@ export class World {
         const timer = this.#pick(set, op.timer);
         if (timer === undefined) break;
         this.#log(`  -> ${timer.label}`);
+        if (timer.kind === "retry") {
+          this.#fireRetry(timer);
+          break;
+        }
         timer.fired = true;
         const owner = timer.owner;
         const targets = owner !== undefined &&
@@ -1778,9 +1945,23 @@ export class World {
   }
 
   /** Releases every gate until all tasks settled, then checks the end state. */
+  /** The wait before a retry is over: the task queues again. */
+  #fireRetry(timer: Timer): void {
+    timer.fired = true;
+    const s = timer.owner!;
+    s.waitingRetry = false;
+    s.queuedAt = ++this.queueSeq;
+    timer.callback();
+  }
+
   async finish(): Promise<void> {
-    this.#log("finish: release every gate");
+    this.#log("finish: release every gate, end every wait for a retry");
     for (let round = 0; round < 200; round++) {
+      for (const timer of this.timers) {
+        if (timer.kind === "retry" && !timer.fired && !timer.cleared) {
+          this.#fireRetry(timer);
+        }
+      }
       const open = this.states.filter((s) => s.gate && !s.gateSettled);
       for (const s of open) s.gate!(true, { from: s.label });
       await flush(10);
