@@ -1,5 +1,6 @@
 // A scripted run of the core API (cancel, a timeout, a group, a pre-aborted
-// signal, events, activeTasks) that returns plain JSON. The debug route runs
+// signal, events, activeTasks, a retry, priorities, a rate limit, progress)
+// that returns plain JSON. The debug route runs
 // it inside Cloudflare's workerd and Vercel's edge runtime; the edge test runs
 // it in Deno, Bun and Node too and checks that the reports are equal.
 
@@ -7,7 +8,7 @@ import type { TaskEvent, TaskManager } from "@background/tasks";
 
 /** What {@linkcode runScenario} observed. */
 export interface ScenarioReport {
-  /** Every `start`, `cancel` and `settle` of the scenario's tasks, in order. */
+  /** Every `start`, `cancel`, `retry`, `progress` and `settle` of the scenario's tasks, in order. */
   events: string[];
   /** `activeTasks` (the scenario's own) while one task was running. */
   activeWhileRunning: string[];
@@ -33,9 +34,8 @@ export async function runScenario(tasks: TaskManager): Promise<ScenarioReport> {
     tasks.activeTasks.filter((task) => ids.has(task.id)).map((task) =>
       `${task.name} ${task.status}`
     );
-  tasks.addEventListener("start", record);
-  tasks.addEventListener("cancel", record);
-  tasks.addEventListener("settle", record);
+  const types = ["start", "cancel", "retry", "progress", "settle"] as const;
+  for (const type of types) tasks.addEventListener(type, record);
   try {
     // 1. Cancel a running task: its signal aborts, it returns, it settles as
     //    cancelled, and `value` rejects with the reason.
@@ -96,6 +96,49 @@ export async function runScenario(tasks: TaskManager): Promise<ScenarioReport> {
     ids.add(never.id);
     outcomes["never-starts"] = await outcome(never.value);
 
+    // 5. A retry: the first attempt fails, the second (after 5 ms) succeeds.
+    const flaky = tasks.runWithResult("retries", ({ attempt }) => {
+      if (attempt === 1) throw new Error("first attempt");
+      return `attempt ${attempt}`;
+    }, { retry: { attempts: 2, backoff: 5 } });
+    ids.add(flaky.id);
+    outcomes.retries = await outcome(flaky.value);
+
+    // 6. Priorities and a rate limit, in a group with one slot and two
+    //    starts per 20 ms: "first" takes the slot, then the highest waits
+    //    least; the third start waits for the window.
+    const ordered = tasks.group({
+      concurrency: 1,
+      rate: { limit: 2, interval: 20 },
+    });
+    const started: string[] = [];
+    for (const [name, priority] of [["first", 0], ["low", -1], ["high", 1]]) {
+      ids.add(
+        ordered.add(name as string, () => void started.push(name as string), {
+          priority: priority as number,
+        }).id,
+      );
+    }
+    await ordered.awaitAll();
+    outcomes.priorities = started.join(", ");
+
+    // 7. Progress, seen in activeTasks and by a progress listener.
+    const gate = Promise.withResolvers<void>();
+    const reporting = tasks.runWithResult("reports-progress", async (
+      { progress },
+    ) => {
+      progress(0.5);
+      await gate.promise;
+      return "done";
+    });
+    ids.add(reporting.id);
+    await Promise.resolve();
+    outcomes.progress = tasks.activeTasks
+      .filter((task) => task.id === reporting.id)
+      .map((task) => `${task.name} ${String(task.progress)}`).join("");
+    gate.resolve();
+    await reporting.value;
+
     return {
       events,
       activeWhileRunning,
@@ -104,9 +147,7 @@ export async function runScenario(tasks: TaskManager): Promise<ScenarioReport> {
       activeAfter: own(),
     };
   } finally {
-    tasks.removeEventListener("start", record);
-    tasks.removeEventListener("cancel", record);
-    tasks.removeEventListener("settle", record);
+    for (const type of types) tasks.removeEventListener(type, record);
   }
 }
 
@@ -137,7 +178,15 @@ export function probeGlobals(): Record<string, boolean> {
 
 function describe(event: TaskEvent): string {
   const { task } = event;
-  if (event.type === "start") return `start ${task.name}`;
+  if (event.type === "start") return `start ${task.name}#${task.attempt}`;
+  if (event.type === "retry") {
+    return `retry ${task.name}#${task.attempt} ${
+      nameOf(event.error)
+    } in ${event.delay} ms`;
+  }
+  if (event.type === "progress") {
+    return `progress ${task.name} ${String(event.value)}`;
+  }
   if (event.type === "cancel") {
     return `cancel ${task.name} ${nameOf(event.reason)}`;
   }

@@ -604,3 +604,31 @@ test("backgroundTasks() answers while shutting down with the unavailable option'
     /'unavailable' must be a function, received "503"/,
   );
 });
+
+test("c.var.tasks takes retry, priority and progress as the manager does", async () => {
+  const tasks = new TaskManager({ concurrency: 1 });
+  const app = new Hono<BackgroundTasksEnv>();
+  app.use(backgroundTasks(tasks, { executionContext: false }));
+  const order: string[] = [];
+  const progress: unknown[] = [];
+  tasks.addEventListener("progress", (event) => progress.push(event.value));
+  const release = gate();
+  app.post("/", (c) => {
+    c.var.tasks.run("blocker", async ({ progress }) => {
+      progress(0.5);
+      await release.promise;
+    });
+    c.var.tasks.run("low", () => void order.push("low"), { priority: -1 });
+    c.var.tasks.run("flaky", ({ attempt }) => {
+      order.push(`flaky#${attempt}`);
+      if (attempt === 1) throw new Error("once");
+    }, { priority: 1, retry: { attempts: 2, backoff: 0 } });
+    return c.body(null, 202);
+  });
+  assert.equal((await app.request("/", { method: "POST" })).status, 202);
+  await flush();
+  release.resolve();
+  await tasks.idle();
+  assert.deepEqual(order, ["flaky#1", "low", "flaky#2"]);
+  assert.deepEqual(progress, [0.5]);
+});
