@@ -1,15 +1,20 @@
 // Cost per task: TaskManager side by side with p-queue, p-limit and a
-// hand-written floor, in the same process and the same rounds.
+// hand-written floor, in the same process and the same rounds, under two
+// garbage-collector policies: as the heap comes (no forced collection), and
+// from a fresh heap (a full collection before every timed run, and 100k
+// distinct task names). Then the cost of priorities, and of events measured
+// against the runtime's own two `Event`s.
 //
-//   deno run -A bench/cost.ts        bun bench/cost.ts
+//   deno run -A --v8-flags=--expose-gc bench/cost.ts        bun bench/cost.ts
 //
-// Prints a Markdown table and writes it to bench/results/cost-<runtime>.md.
+// Prints Markdown and writes it to bench/results/cost-<runtime>.md.
 
 import pLimit from "p-limit";
 import PQueue from "p-queue";
 import { type TaskEvent, TaskManager } from "../mod.ts";
 import { Floor } from "./_floor.ts";
 import { interleaved, median, runtime } from "./_runtime.ts";
+import { medianInterval } from "./_stats.ts";
 
 const N = 100_000;
 const ROUNDS = Number(globalThis.process?.env?.BENCH_ROUNDS ?? 7);
@@ -165,6 +170,11 @@ for (const c of cases) {
     );
   }
   out();
+  const extraOverEvents = median(
+    samples["TaskManager + start/settle listeners"].map((x, i) =>
+      (x - samples["TaskManager"][i]) / samples[EVENTS_ALONE][i]
+    ),
+  ).toFixed(2);
   out(
     `Events: with one \`start\` and one \`settle\` listener, TaskManager costs ${
       ratio("TaskManager + start/settle listeners", "TaskManager")
@@ -174,8 +184,125 @@ for (const c of cases) {
       ratio(EVENTS_ALONE, "TaskManager")
     }× a task without listeners; making them alone, not dispatched, ${
       ratio(EVENTS_MADE, "TaskManager")
-    }×.`,
+    }×. What the listeners add to a task is ${extraOverEvents}× what the runtime's two \`Event\`s cost, made and dispatched in the same rounds (target at most 1.3×).`,
   );
+}
+
+// ---------------------------------------------------------------------------
+// A fresh heap: a full collection before every timed run, and distinct names.
+// ---------------------------------------------------------------------------
+
+const NAMES = Array.from({ length: N }, (_, i) => `task-${i}`);
+const fresh: Record<string, Impl> = {
+  "TaskManager": async (fn, concurrency) => {
+    const tasks = new TaskManager({ concurrency });
+    for (let i = 0; i < N; i++) tasks.run(NAMES[i], fn);
+    await tasks.idle();
+  },
+  "floor (hand-written)": impls["floor (hand-written)"],
+};
+
+out();
+out("### A fresh heap: a full GC before every timed run, 100k distinct names");
+out();
+if (!runtime.canGc) {
+  out(
+    "No forced GC on this runtime as started (Deno: --v8-flags=--expose-gc).",
+  );
+} else {
+  out(
+    "| case | TaskManager ns/task | floor ns/task | × floor (median, 93 % interval) |",
+  );
+  out("| --- | ---: | ---: | ---: |");
+  for (const c of cases) {
+    const samples = await interleaved(
+      Object.keys(fresh),
+      ROUNDS,
+      (name) => {
+        runtime.gc();
+        return time(fresh[name], c.fn, c.concurrency);
+      },
+    );
+    const ratios = samples["TaskManager"].map((x, i) =>
+      x / samples["floor (hand-written)"][i]
+    );
+    out(
+      `| ${c.name} | ${median(samples["TaskManager"]).toFixed(0)} | ${
+        median(samples["floor (hand-written)"]).toFixed(0)
+      } | ${median(ratios).toFixed(2)} (${interval(ratios)}) |`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Priorities: the same tasks with and without random priorities.
+// ---------------------------------------------------------------------------
+
+/** A small seeded generator, so that every run draws the same priorities. */
+function priorities(seed: number): number[] {
+  let x = seed;
+  return Array.from({ length: N }, () => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return x % 100;
+  });
+}
+const PRIORITIES = priorities(7);
+const ranked: Record<string, Impl> = {
+  "without priority": async (fn, concurrency) => {
+    const tasks = new TaskManager({ concurrency });
+    for (let i = 0; i < N; i++) tasks.run("t", fn);
+    await tasks.idle();
+  },
+  "random priorities (0–99)": async (fn, concurrency) => {
+    const tasks = new TaskManager({ concurrency });
+    for (let i = 0; i < N; i++) {
+      tasks.run("t", fn, { priority: PRIORITIES[i] });
+    }
+    await tasks.idle();
+  },
+};
+{
+  const samples = await interleaved(
+    Object.keys(ranked),
+    ROUNDS,
+    (name) => time(ranked[name], async () => {}, 64),
+  );
+  const ratios = samples["random priorities (0–99)"].map((x, i) =>
+    x / samples["without priority"][i]
+  );
+  out();
+  out(
+    "### 100k `async () => {}` through concurrency 64, with random priorities",
+  );
+  out();
+  out("| variant | ns/task (median) | min–max |");
+  out("| --- | ---: | ---: |");
+  for (const name of Object.keys(ranked)) {
+    const s = samples[name];
+    out(
+      `| ${name} | ${median(s).toFixed(0)} | ${Math.min(...s).toFixed(0)}–${
+        Math.max(...s).toFixed(0)
+      } |`,
+    );
+  }
+  out();
+  out(
+    `Random priorities cost ${
+      median(ratios).toFixed(2)
+    }× the same tasks without (interval ${
+      interval(ratios)
+    }; target at most 2×).`,
+  );
+}
+
+/** The distribution-free confidence interval of the median, as text. */
+function interval(values: number[]): string {
+  const found = medianInterval(values);
+  return found === null
+    ? "too few rounds for an interval"
+    : `${found.low.toFixed(2)}–${found.high.toFixed(2)}, ${
+      Math.round(found.confidence * 100)
+    } %`;
 }
 
 const slug = runtime.name.split(" ")[0];

@@ -57,23 +57,24 @@ export function dispatchTaskEvent(
   retry?: RetryDetail,
 ): void {
   const { status, result } = task;
-  let init: RecordEventInit;
-  switch (type) {
-    case "settle":
-      init = status === "fulfilled"
-        ? { task, status, value: result }
-        : status === "rejected"
-        ? { task, status, error: result }
-        : { task, status, reason: result };
-      break;
-    case "progress":
-      init = { task, status, value: task.extra?.progress };
-      break;
-    case "retry":
-      init = { task, status, error: retry!.error, delay: retry!.delay };
-      break;
-    default:
-      init = { task, status, reason: result };
-  }
+  // One shape for every init, so that the constructor's reads stay
+  // monomorphic: the runtime's own `Event` is most of an event's cost.
+  const settle = type === "settle";
+  const init: RecordEventInit = {
+    task,
+    status,
+    value: settle
+      ? (status === "fulfilled" ? result : undefined)
+      : type === "progress"
+      ? task.extra?.progress
+      : undefined,
+    error: settle ? (status === "rejected" ? result : undefined) : retry?.error,
+    reason: settle
+      ? (status === "cancelled" ? result : undefined)
+      : type === "start" || type === "cancel"
+      ? result
+      : undefined,
+    delay: retry?.delay,
+  };
   target.dispatchEvent(new RecordEvent(type, init));
 }

@@ -10,6 +10,11 @@ export class Queue<T> {
   #items: (T | undefined)[] = [];
   #head = 0;
 
+  /** How many items it holds. */
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
   push(item: T): void {
     this.#items.push(item);
   }
@@ -31,23 +36,22 @@ export class Queue<T> {
   }
 }
 
-/** A heap entry: the item, its priority, and its place among equals. */
-interface Ranked<T> {
-  readonly item: T;
-  readonly priority: number;
-  readonly seq: number;
-}
-
 /**
- * A queue by priority, highest first, first in first out among equals. Items
- * of priority 0 (the default) go through a plain {@linkcode Queue}, so a
- * program that sets no priority pays one comparison per operation; the
- * others go through a binary heap. Removal is lazy, as in `Queue`.
+ * A queue by priority, highest first, first in first out among equals.
+ *
+ * One FIFO {@linkcode Queue} per priority, and a binary max-heap of the
+ * priorities that have one: queueing or taking an item of a priority already
+ * waiting is O(1), a new priority O(log p) for p distinct priorities, and
+ * order among equals is the FIFO's own. Priority 0 (the default) has its FIFO
+ * outside the heap, so a program that sets no priority pays one comparison
+ * per operation. Removal is lazy, as in `Queue`.
  */
 export class PriorityQueue<T extends { readonly priority: number }> {
   readonly #plain: Queue<T> = new Queue();
-  readonly #heap: Ranked<T>[] = [];
-  #seq = 0;
+  /** The FIFO of each priority other than 0 that has items. */
+  readonly #buckets: Map<number, Queue<T>> = new Map();
+  /** Those priorities, as a max-heap. */
+  readonly #heap: number[] = [];
   #ranked = false;
 
   /**
@@ -62,48 +66,61 @@ export class PriorityQueue<T extends { readonly priority: number }> {
     const priority = item.priority;
     if (priority === 0) return this.#plain.push(item);
     this.#ranked = true;
-    const heap = this.#heap;
-    heap.push({ item, priority, seq: this.#seq++ });
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(heap[i], heap[parent])) break;
-      [heap[i], heap[parent]] = [heap[parent], heap[i]];
-      i = parent;
+    let bucket = this.#buckets.get(priority);
+    if (bucket === undefined) {
+      this.#buckets.set(priority, bucket = new Queue());
+      this.#up(priority);
     }
+    bucket.push(item);
   }
 
   shift(): T | undefined {
     const heap = this.#heap;
     if (heap.length === 0) return this.#plain.shift();
-    if (heap[0].priority < 0) {
+    const top = heap[0];
+    if (top < 0) {
       const plain = this.#plain.shift();
       if (plain !== undefined) return plain;
     }
-    const top = heap[0].item;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        const right = left + 1;
-        let first = i;
-        if (left < heap.length && before(heap[left], heap[first])) first = left;
-        if (right < heap.length && before(heap[right], heap[first])) {
-          first = right;
-        }
-        if (first === i) break;
-        [heap[i], heap[first]] = [heap[first], heap[i]];
-        i = first;
-      }
+    const bucket = this.#buckets.get(top)!;
+    const item = bucket.shift()!;
+    if (bucket.size === 0) {
+      this.#buckets.delete(top);
+      this.#down();
     }
-    return top;
+    return item;
   }
-}
 
-/** Whether `a` comes out before `b`: higher priority, then queued earlier. */
-function before<T>(a: Ranked<T>, b: Ranked<T>): boolean {
-  return a.priority > b.priority ||
-    (a.priority === b.priority && a.seq < b.seq);
+  /** Adds a priority to the heap. */
+  #up(priority: number): void {
+    const heap = this.#heap;
+    let i = heap.length;
+    heap.push(priority);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent] >= priority) break;
+      heap[i] = heap[parent];
+      i = parent;
+    }
+    heap[i] = priority;
+  }
+
+  /** Removes the heap's top. */
+  #down(): void {
+    const heap = this.#heap;
+    const last = heap.pop()!;
+    const n = heap.length;
+    if (n === 0) return;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= n) break;
+      const right = left + 1;
+      const child = right < n && heap[right] > heap[left] ? right : left;
+      if (heap[child] <= last) break;
+      heap[i] = heap[child];
+      i = child;
+    }
+    heap[i] = last;
+  }
 }

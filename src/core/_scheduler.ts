@@ -458,10 +458,7 @@ export class Scheduler {
     else if (report) this.#report(task.result, task);
     task.release();
     task.group?.settled(task);
-    if (this.#progressDue.delete(task) && this.#progressDue.size === 0) {
-      clearTimeout(this.#progressTimer);
-      this.#progressTimer = undefined;
-    }
+    if (this.#progressDue.size > 0) this.#forgetProgress(task);
     if (this.#pending === 0 && this.#rateTimer !== undefined) {
       clearTimeout(this.#rateTimer);
       this.#rateTimer = undefined;
@@ -506,10 +503,7 @@ export class Scheduler {
     this.#running--;
     this.#pending++;
     task.group?.stopped();
-    if (this.#progressDue.delete(task) && this.#progressDue.size === 0) {
-      clearTimeout(this.#progressTimer);
-      this.#progressTimer = undefined;
-    }
+    if (this.#progressDue.size > 0) this.#forgetProgress(task);
     task.waitToRetry(delay, this.#resume);
     if (this.#wantRetry) {
       dispatchTaskEvent(this.#target, "retry", task, { error: failure, delay });
@@ -535,6 +529,14 @@ export class Scheduler {
     }
     this.#progressDue.add(task);
     this.#progressTimer ??= setTimeout(this.#flushProgress, PROGRESS_INTERVAL);
+  }
+
+  /** Drops a task's waiting progress event; the timer goes with the last one. */
+  #forgetProgress(task: TaskRecord): void {
+    if (this.#progressDue.delete(task) && this.#progressDue.size === 0) {
+      clearTimeout(this.#progressTimer);
+      this.#progressTimer = undefined;
+    }
   }
 
   /** Sends the progress events that waited, each task's latest value. */

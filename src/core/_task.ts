@@ -81,6 +81,13 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
   /** Cancellation (or the timeout) was requested: from then on it decides the outcome. */
   cancelRequested = false;
   /**
+   * Where it goes in a queue: higher first (the `priority` option). A field
+   * of its own rather than in `extra`, so that a task with a priority does
+   * not make the whole `extra` object: 8 B more per task on Deno (421 to
+   * 429 B per running task), none on Bun (372 B), bench/memory.ts.
+   */
+  readonly priority: number;
+  /**
    * One field, two meanings in turn (a field less per task): the
    * cancellation reason (or the `TimeoutError`) from the moment cancellation
    * is requested; otherwise, once the task settled, its value or error.
@@ -107,7 +114,7 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
     this.fn = fn;
     if (timeout !== undefined) this.more().timeout = timeout;
     if (retry !== undefined) this.more().retry = retry;
-    if (priority !== 0) this.more().priority = priority;
+    this.priority = priority;
   }
 
   /** The extra state, made on first use. */
@@ -128,11 +135,6 @@ export class TaskRecord<T = unknown> implements Task<T>, TaskContext {
   /** This attempt's number (see `RetryOptions`). */
   get attempt(): number {
     return this.extra?.attempt ?? 1;
-  }
-
-  /** Where it goes in a queue: higher first. */
-  get priority(): number {
-    return this.extra?.priority ?? 0;
   }
 
   /**
@@ -460,8 +462,6 @@ export class TaskExtra {
   retry: RetryOptions | undefined = undefined;
   /** The current attempt, from 2 once retried. */
   attempt: number | undefined = undefined;
-  /** The `priority` option, when not 0. */
-  priority: number | undefined = undefined;
   /** What the function last reported with `progress()`. */
   progress: unknown = undefined;
   /** When its last `progress` event went out, for the rate limit on them. */
