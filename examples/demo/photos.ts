@@ -466,6 +466,11 @@ async function thumbnailsOnce(
       { timeout },
     );
     deps.onQueued?.(task);
+    // An operator's cancel of one thumbnail cancels the photo's others too
+    // (fail-fast only reacts to failures).
+    task.value.catch((reason) => {
+      if (task.status === "cancelled") group.cancel(reason);
+    });
   }
   const results = await group.awaitAll();
   const failures = results.filter((result) => result.status !== "fulfilled");
