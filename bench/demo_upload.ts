@@ -26,7 +26,6 @@ import {
   Report,
   request,
   sleep,
-  slug,
   spread,
   startDemo,
 } from "./_demo.ts";
