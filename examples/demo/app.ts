@@ -6,13 +6,15 @@ import {
   type BackgroundTasksEnv,
 } from "@background/tasks/hono";
 import type { DurableQueue } from "@background/tasks/durable";
-import { WorkerPool } from "@background/tasks/worker";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { jsonError, messageOf, unavailable } from "./http.ts";
+import { TaskBoard } from "./board.ts";
+import { deadLetterActions } from "./dead_letters.ts";
+import { jsonError, messageOf, show, unavailable } from "./http.ts";
+import { type ImagePool, ImageProcesses } from "./image_processes.ts";
 import { type MailTransport, OutboxTransport } from "./mail.ts";
 import {
   type OrderDeps,
@@ -23,11 +25,11 @@ import {
 import { MainThreadImages } from "./main_thread_images.ts";
 import { PAGE } from "./page.ts";
 import {
-  type ImagePool,
   type PhotoDeps,
   photoRoutes,
   queueUnqueuedPhotos,
   resumePhotos,
+  UploadGate,
 } from "./photos.ts";
 import {
   type DurableDeps,
@@ -40,8 +42,7 @@ import {
   THUMBNAIL_ATTEMPTS,
 } from "./durable.ts";
 import { reportRoutes } from "./reports.ts";
-import { PhotoStore } from "./storage.ts";
-import type { ImageJob, ImageResult } from "./thumbnail_worker.ts";
+import { PhotoStore, removeTemporaryFiles } from "./storage.ts";
 
 /** How the demo is set up; main.ts reads it from the environment. */
 export interface DemoConfig {
@@ -49,7 +50,16 @@ export interface DemoConfig {
   dataDir: string;
   /** The largest `POST /photos` body, in bytes. */
   maxUploadBytes: number;
-  /** How many image workers run at once; by default the pool's (one less than the cores, 1 to 4). */
+  /** Uploads received at once; beyond, 503 with Retry-After. @default {32} */
+  maxUploads?: number;
+  /**
+   * The most decode work an upload may declare, in pixel-equivalents
+   * (image_header.ts, `decodeWork`). @default {24000000}
+   */
+  maxImageWork?: number;
+  /** A thumbnail's timeout in ms; by default 10 s plus 1 µs per unit of decode work. */
+  imageTimeout?: number;
+  /** How many image processes run at once; by default one less than the cores, 1 to 4. */
   workers?: number;
   /** Tries per confirmation email, the first included. */
   mailAttempts: number;
@@ -99,37 +109,58 @@ export interface Demo {
 const HEARTBEAT = 15_000;
 /** An event stream whose client reads slower than this many events behind is closed. */
 const MAX_BACKLOG = 1000;
+/** What a reconnecting page waits before it tries again, in ms (the SSE `retry` field). */
+const RECONNECT_MS = 1000;
+
+/** Image processes by default: leave one core to the server; at most 4. */
+function defaultWorkers(): number {
+  const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } })
+    .navigator?.hardwareConcurrency ?? 2;
+  return Math.max(1, Math.min(4, cores - 1));
+}
 
 /** Makes the app, its task manager, its worker pool and its stores. */
 export async function createDemo(config: DemoConfig): Promise<Demo> {
   await mkdir(config.dataDir, { recursive: true });
   const store = new PhotoStore(config.dataDir);
   await store.init();
+  // What a crash left mid-write in the outbox (the photos' are removed by
+  // store.init()).
+  const outbox = join(config.dataDir, "outbox");
+  await removeTemporaryFiles(outbox);
   const orders = new OrderStore(join(config.dataDir, "orders.db"));
+  const workers = config.workers ?? defaultWorkers();
   const pool: ImagePool = config.imagesOnMainThread
     ? new MainThreadImages()
-    : new WorkerPool<ImageJob, ImageResult>(
-      new URL("./thumbnail_worker.ts", import.meta.url),
-      { size: config.workers },
+    : new ImageProcesses({ size: workers, dataDir: config.dataDir });
+  const onError = (error: unknown, task: { name: string; id: string }) =>
+    console.error(
+      `task "${task.name}" (${task.id}) failed: ${messageOf(error)}`,
     );
-  const manager = new TaskManager({
-    onError: (error, task) =>
-      console.error(
-        `task "${task.name}" (${task.id}) failed: ${messageOf(error)}`,
-      ),
-  });
+  const manager = new TaskManager({ onError });
+  // The one place where image work waits: as many run as there are image
+  // processes; a task's timeout starts when it runs.
+  const images = new TaskManager({ concurrency: workers, onError });
+  const board = new TaskBoard();
+  board.watch(manager);
+  board.watch(images);
   const closing = config.closing ?? new AbortController().signal;
+  const uploads = new UploadGate(config.maxUploads ?? 32);
   const photoDeps: PhotoDeps = {
     store,
     closing,
     pool,
+    images,
     maxUploadBytes: config.maxUploadBytes,
+    uploads,
+    maxWork: config.maxImageWork ?? 24_000_000,
+    imageTimeout: config.imageTimeout,
+    onQueued: (task) => board.track(task),
   };
   const orderDeps: OrderDeps = {
     orders,
     closing,
-    transport: config.transport ??
-      new OutboxTransport(join(config.dataDir, "outbox")),
+    transport: config.transport ?? new OutboxTransport(outbox),
     mailAttempts: config.mailAttempts,
     mailRetryDelay: config.mailRetryDelay,
     sendEmails: config.sendEmails ?? true,
@@ -162,15 +193,19 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
   }
   let streams = 0;
   let requests = 0;
+  const deadLetters = queue === undefined
+    ? undefined
+    : deadLetterActions(queue);
 
   const app = new Hono<BackgroundTasksEnv>();
-  app.use(async (_c, next) => {
+  app.use(async (c, next) => {
     requests++;
     try {
       await next();
     } finally {
       requests--;
     }
+    if (c.req.method === "HEAD") await headOf(c);
   });
   // From the moment the manager shuts down: 503 for new requests (JSON, as
   // every error here), with Retry-After and Connection: close; /health stays
@@ -196,15 +231,66 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
   app.get("/favicon.ico", (c) => c.body(null, 204));
   app.get("/health", (c) => c.json({ ok: true }));
 
+  const snapshot = () => ({
+    active: [...manager.activeTasks, ...images.activeTasks],
+    queued: board.queued(),
+    activeCount: manager.activeCount + images.activeCount,
+    pendingCount: manager.pendingCount + images.pendingCount,
+  });
+
   app.get("/tasks", (c) =>
     c.json({
-      active: manager.activeTasks,
-      activeCount: manager.activeCount,
-      pendingCount: manager.pendingCount,
+      ...snapshot(),
+      failures: board.failures(),
       eventStreams: streams,
       // Besides this one.
       requestsInFlight: requests - 1,
+      uploadsInFlight: uploads.inFlight,
+      imageProcesses: pool.processes,
+      durable: queue !== undefined,
     }));
+
+  // An operator cancels a task: a queued one never starts, a running one's
+  // signal aborts (an image job's process is killed).
+  app.delete("/tasks/:id", (c) => {
+    const id = c.req.param("id");
+    const known = /^\d{1,15}$/.test(id);
+    if (known && (manager.cancel(id) || images.cancel(id))) {
+      return c.json({ cancelled: id }, 202);
+    }
+    return jsonError(
+      c,
+      404,
+      `There is no running or queued task with id ${show(id)}`,
+    );
+  });
+
+  // Durable mode: the tasks that used up their attempts.
+  app.get("/dead-letters", async (c) => {
+    if (queue === undefined) {
+      return jsonError(c, 404, "There are dead letters in durable mode only");
+    }
+    const letters = await queue.deadLetters({ limit: 50 });
+    return c.json({
+      deadLetters: letters,
+      actions: {
+        retry: deadLetters?.retry !== undefined,
+        delete: deadLetters?.remove !== undefined,
+      },
+    });
+  });
+  app.post("/dead-letters/:id/retry", async (c) => {
+    if (deadLetters?.retry === undefined) {
+      return jsonError(c, 404, "Retrying a dead letter is not available");
+    }
+    return c.json({ retried: await deadLetters.retry(c.req.param("id")) });
+  });
+  app.delete("/dead-letters/:id", async (c) => {
+    if (deadLetters?.remove === undefined) {
+      return jsonError(c, 404, "Deleting a dead letter is not available");
+    }
+    return c.json({ deleted: await deadLetters.remove(c.req.param("id")) });
+  });
 
   app.get("/tasks/events", (c) =>
     streamSSE(c, async (stream) => {
@@ -221,7 +307,10 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       };
       const types = ["start", "settle", "cancel"] as const;
       streams++;
-      for (const type of types) manager.addEventListener(type, forward);
+      for (const type of types) {
+        manager.addEventListener(type, forward);
+        images.addEventListener(type, forward);
+      }
       closing.addEventListener("abort", stop);
       stream.onAbort(stop);
       if (closing.aborted) stop();
@@ -231,16 +320,16 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
       try {
         await stream.writeSSE({
           event: "snapshot",
-          data: JSON.stringify({
-            active: manager.activeTasks,
-            activeCount: manager.activeCount,
-            pendingCount: manager.pendingCount,
-          }),
+          data: JSON.stringify(snapshot()),
+          retry: RECONNECT_MS,
         });
         await done.promise;
       } finally {
         clearInterval(heartbeat);
-        for (const type of types) manager.removeEventListener(type, forward);
+        for (const type of types) {
+          manager.removeEventListener(type, forward);
+          images.removeEventListener(type, forward);
+        }
         closing.removeEventListener("abort", stop);
         streams--;
       }
@@ -291,12 +380,29 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
         // The tasks have settled or been abandoned: do not wait for the
         // abandoned ones, which the backend delivers again anyway.
         await queue?.close({ timeout: 0 });
+        // The manager drained; what image work is left is cancelled (its
+        // photos stay "processing" for the next start).
+        await images.shutdown({ timeout: 0, grace: 500 });
         await pool.close();
       } finally {
         orders.close();
       }
     },
   };
+}
+
+/**
+ * A HEAD request: Hono answers it with the GET response without its body,
+ * and the runtimes then said `content-length: 0`. Give the length the GET
+ * body has (an event stream has none: it is not read).
+ */
+async function headOf(c: Context): Promise<void> {
+  const response = c.res;
+  if (response.body === null) return;
+  const type = response.headers.get("content-type") ?? "";
+  if (type.startsWith("text/event-stream")) return;
+  const length = (await response.clone().arrayBuffer()).byteLength;
+  response.headers.set("content-length", String(length));
 }
 
 /** A task event as JSON: the task, and the error or reason as a message. */

@@ -1,7 +1,6 @@
 // Small HTTP helpers shared by the routes: every error is `{ "error": "..." }`.
 
-import type { Context, MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
+import type { Context } from "hono";
 
 /** The error statuses the demo answers with. */
 export type ErrorStatus = 400 | 404 | 413 | 415 | 422 | 500 | 503;
@@ -15,13 +14,54 @@ export function jsonError(
   return c.json({ error: message }, status);
 }
 
-/** Hono's `bodyLimit`, answering 413 with a JSON error. */
-export function limitBody(maxSize: number): MiddlewareHandler {
-  return bodyLimit({
-    maxSize,
-    onError: (c) =>
-      jsonError(c, 413, `The request body is larger than ${maxSize} bytes`),
-  });
+/** A body over the limit of {@linkcode readText}. */
+export class BodyTooLarge extends Error {
+  constructor(limit: number) {
+    super(`The request body is larger than ${limit} bytes`);
+    this.name = "BodyTooLarge";
+  }
+}
+
+/**
+ * Reads a request body as text, at most `limit` bytes: a declared
+ * Content-Length over it is refused before reading, a stream that goes over
+ * it is cancelled there. (Hono's `bodyLimit` reads a chunked body outside
+ * the handler, where a client that goes away mid-body became a logged
+ * server error.)
+ *
+ * @throws {BodyTooLarge} Over the limit.
+ * @throws The stream's error: the client went away, or the server shuts down.
+ */
+export async function readText(
+  request: Request,
+  limit: number,
+): Promise<string> {
+  if (Number(request.headers.get("content-length")) > limit) {
+    throw new BodyTooLarge(limit);
+  }
+  if (request.body === null) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > limit) throw new BodyTooLarge(limit);
+      chunks.push(value);
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 /** Whether the request's `Content-Type` is `type` (parameters ignored). */
@@ -30,9 +70,36 @@ export function hasContentType(c: Context, type: string): boolean {
   return header.split(";")[0].trim().toLowerCase() === type;
 }
 
-/** A value for an error message: quoted, and cut if long. */
+/** The most characters of a client's value an error message quotes. */
+export const QUOTED_PREFIX = 80;
+
+/** A string for an error message: quoted, and cut to {@linkcode QUOTED_PREFIX} characters. */
 export function show(value: string): string {
-  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  return JSON.stringify(
+    value.length > QUOTED_PREFIX ? `${value.slice(0, QUOTED_PREFIX)}…` : value,
+  );
+}
+
+/**
+ * Any value a client sent, for an error message: as JSON ("nothing" when
+ * absent), cut to {@linkcode QUOTED_PREFIX} characters, so that a 60 KB
+ * field is not echoed whole.
+ *
+ * @example
+ * ```ts
+ * import { brief } from "./http.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(brief(2.5), "2.5");
+ * assert.equal(brief(undefined), "nothing");
+ * assert.equal(brief("x".repeat(1000)).length, 81);
+ * ```
+ */
+export function brief(value: unknown): string {
+  const text = JSON.stringify(value) ?? "nothing";
+  return text.length > QUOTED_PREFIX
+    ? `${text.slice(0, QUOTED_PREFIX)}…`
+    : text;
 }
 
 /** An error's message, for logs and JSON. */

@@ -6,7 +6,13 @@
 //   PORT                 port to listen on (0: any free port)        8000
 //   DATA_DIR             photos, outbox and orders.db                ./data
 //   MAX_UPLOAD_BYTES     largest POST /photos body                   10485760
-//   WORKERS              image workers        one less than the cores, 1 to 4
+//   MAX_UPLOADS          uploads received at once; beyond, 503       32
+//                        with Retry-After
+//   MAX_IMAGE_WORK       the most decode work an upload may declare, 24000000
+//                        width x height x (1 + scans/100)
+//   IMAGE_TIMEOUT_MS     a thumbnail's timeout (from its start)   10 s + 1 µs
+//                                                          per unit of work
+//   WORKERS              image processes      one less than the cores, 1 to 4
 //   MAIL_ATTEMPTS        tries per confirmation email                4
 //   MAIL_RETRY_MS        first wait between email tries (doubles)    500
 //   SHUTDOWN_TIMEOUT_MS  wait for the requests in flight and the     2500
@@ -186,6 +192,11 @@ async function main(): Promise<void> {
       dataDir,
       closing: closing.signal,
       maxUploadBytes: integer("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1, 2 ** 30),
+      maxUploads: integer("MAX_UPLOADS", 32, 1, 10_000),
+      maxImageWork: integer("MAX_IMAGE_WORK", 24_000_000, 1, 2 ** 40),
+      imageTimeout: process.env.IMAGE_TIMEOUT_MS
+        ? integer("IMAGE_TIMEOUT_MS", 0, 1, 3_600_000)
+        : undefined,
       workers: process.env.WORKERS ? integer("WORKERS", 1, 1, 64) : undefined,
       mailAttempts: integer("MAIL_ATTEMPTS", 4, 1, 100),
       mailRetryDelay: integer("MAIL_RETRY_MS", 500, 0, 600_000),

@@ -16,10 +16,12 @@ import type { DurableContext } from "@background/tasks/durable";
 import { Hono } from "hono";
 import { DatabaseSync } from "node:sqlite";
 import {
+  BodyTooLarge,
+  brief,
   hasContentType,
   jsonError,
-  limitBody,
   messageOf,
+  readText,
   show,
   unavailable,
   unreadable,
@@ -96,7 +98,105 @@ export class OrderStore {
         email_attempts INTEGER NOT NULL DEFAULT 0,
         email_error TEXT
       );
+      CREATE TABLE IF NOT EXISTS idempotency_keys (
+        key TEXT PRIMARY KEY,
+        request_hash TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
     `);
+  }
+
+  /**
+   * Inserts an order under an `Idempotency-Key`: the first request with a
+   * key inserts the order; another within {@linkcode IDEMPOTENCY_TTL} with
+   * the same key and the same body gets the same order back (`created:
+   * false`), and one with a different body a `conflict`. A key older than
+   * that is forgotten and may be used again. One synchronous transaction:
+   * two requests with one key cannot both insert.
+   */
+  insertOnce(
+    key: string,
+    requestHash: string,
+    id: string,
+    email: string,
+    items: OrderItem[],
+    now: number = Date.now(),
+  ): { order: Order; created: boolean } | { conflict: Order } {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      this.#db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?")
+        .run(now - IDEMPOTENCY_TTL);
+      const seen = this.#db.prepare(
+        "SELECT request_hash, order_id FROM idempotency_keys WHERE key = ?",
+      ).get(key) as { request_hash: string; order_id: string } | undefined;
+      let outcome: { order: Order; created: boolean } | { conflict: Order };
+      const first = seen === undefined ? undefined : this.get(seen.order_id);
+      if (seen !== undefined && first !== undefined) {
+        outcome = seen.request_hash === requestHash
+          ? { order: first, created: false }
+          : { conflict: first };
+      } else {
+        this.#db.prepare(
+          "INSERT OR REPLACE INTO idempotency_keys (key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?)",
+        ).run(key, requestHash, id, now);
+        outcome = { order: this.insert(id, email, items), created: true };
+      }
+      this.#db.exec("COMMIT");
+      return outcome;
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  /** The most recent orders, newest first. */
+  recent(limit: number): Order[] {
+    return this.#db.prepare(
+      "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?",
+    ).all(limit).map((row) => toOrder(row as unknown as OrderRow));
+  }
+
+  /**
+   * Counts for reports, over the orders after `afterRow` (a rowid), at most
+   * `limit` of them: a report reads the table chunk by chunk, yielding to
+   * the event loop between chunks, so that no request waits behind it.
+   * `last` is the rowid to pass next; `undefined` when nothing is left.
+   */
+  summaryChunk(
+    afterRow: number,
+    limit: number,
+  ): {
+    count: number;
+    quantity: number;
+    email: Record<EmailStatus, number>;
+    last: number | undefined;
+  } {
+    const rows = this.#db.prepare(
+      "SELECT rowid AS row, email_status, items FROM orders WHERE rowid > ? ORDER BY rowid LIMIT ?",
+    ).all(afterRow, limit) as unknown as {
+      row: number;
+      email_status: EmailStatus;
+      items: string;
+    }[];
+    const email: Record<EmailStatus, number> = {
+      pending: 0,
+      sent: 0,
+      failed: 0,
+    };
+    let quantity = 0;
+    for (const row of rows) {
+      email[row.email_status]++;
+      for (const item of JSON.parse(row.items) as OrderItem[]) {
+        quantity += item.quantity;
+      }
+    }
+    return {
+      count: rows.length,
+      quantity,
+      email,
+      last: rows.length < limit ? undefined : Number(rows.at(-1)!.row),
+    };
   }
 
   insert(id: string, email: string, items: OrderItem[]): Order {
@@ -178,28 +278,6 @@ export class OrderStore {
     ).run(id);
   }
 
-  /** Counts for reports. */
-  summary(): {
-    count: number;
-    quantity: number;
-    email: Record<EmailStatus, number>;
-  } {
-    const email: Record<EmailStatus, number> = {
-      pending: 0,
-      sent: 0,
-      failed: 0,
-    };
-    let count = 0;
-    let quantity = 0;
-    for (const row of this.#db.prepare("SELECT * FROM orders").all()) {
-      const order = toOrder(row as unknown as OrderRow);
-      count++;
-      email[order.emailStatus]++;
-      for (const item of order.items) quantity += item.quantity;
-    }
-    return { count, quantity, email };
-  }
-
   /** Commits the pending "sent" marks, then closes the database. */
   close(): void {
     this.flush();
@@ -245,6 +323,11 @@ export interface OrderDeps {
   enqueue?: (orderId: string) => Promise<string>;
 }
 
+/** How long an `Idempotency-Key` is remembered: 24 hours. */
+export const IDEMPOTENCY_TTL = 24 * 60 * 60 * 1000;
+/** What an `Idempotency-Key` may be: 1 to 255 visible ASCII characters. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
 /** Request bodies are small: 64 KiB is plenty for 100 items. */
 const MAX_ORDER_BYTES = 64 * 1024;
 const MAX_ITEMS = 100;
@@ -267,9 +350,7 @@ export function validateOrder(
   const { email, items } = body as Record<string, unknown>;
   if (typeof email !== "string" || email.length > 254 || !EMAIL.test(email)) {
     return {
-      error: `'email' must be an email address, received ${
-        JSON.stringify(email) ?? "nothing"
-      }`,
+      error: `'email' must be an email address, received ${brief(email)}`,
     };
   }
   if (!Array.isArray(items) || items.length === 0) {
@@ -291,7 +372,7 @@ export function validateOrder(
       return {
         error:
           `'items[${i}].sku' must be 1 to 64 letters, digits, '.', '_' or '-', received ${
-            JSON.stringify(sku) ?? "nothing"
+            brief(sku)
           }`,
       };
     }
@@ -302,7 +383,7 @@ export function validateOrder(
       return {
         error:
           `'items[${i}].quantity' must be an integer from 1 to 10000, received ${
-            JSON.stringify(quantity) ?? "nothing"
+            brief(quantity)
           }`,
       };
     }
@@ -315,7 +396,7 @@ export function validateOrder(
 export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
   const app = new Hono<BackgroundTasksEnv>();
 
-  app.post("/", limitBody(MAX_ORDER_BYTES), async (c) => {
+  app.post("/", async (c) => {
     if (!hasContentType(c, "application/json")) {
       return jsonError(
         c,
@@ -327,8 +408,11 @@ export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
     }
     let text: string;
     try {
-      text = await c.req.text();
+      text = await readText(c.req.raw, MAX_ORDER_BYTES);
     } catch (error) {
+      if (error instanceof BodyTooLarge) {
+        return jsonError(c, 413, error.message);
+      }
       return unreadable(c, deps.closing, "The body", error);
     }
     let body: unknown;
@@ -343,11 +427,49 @@ export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
     }
     const checked = validateOrder(body);
     if ("error" in checked) return jsonError(c, 400, checked.error);
-    const order = deps.orders.insert(
-      crypto.randomUUID(),
-      checked.email,
-      checked.items,
-    );
+    const key = c.req.header("idempotency-key");
+    let order: Order;
+    if (key === undefined) {
+      order = deps.orders.insert(
+        crypto.randomUUID(),
+        checked.email,
+        checked.items,
+      );
+    } else {
+      if (!IDEMPOTENCY_KEY.test(key)) {
+        return jsonError(
+          c,
+          400,
+          `The Idempotency-Key header must be 1 to 255 visible ASCII characters, received ${
+            brief(key)
+          }`,
+        );
+      }
+      const outcome = deps.orders.insertOnce(
+        key,
+        await hashOf(checked),
+        crypto.randomUUID(),
+        checked.email,
+        checked.items,
+      );
+      if ("conflict" in outcome) {
+        return jsonError(
+          c,
+          422,
+          `The Idempotency-Key ${
+            brief(key)
+          } was used within 24 h for order ${outcome.conflict.orderId}, with a different body`,
+        );
+      }
+      order = outcome.order;
+      if (!outcome.created) {
+        // The same request again (its 201 was lost, say): the same answer,
+        // and no second email.
+        c.header("Location", `/orders/${order.orderId}`);
+        c.header("Idempotent-Replayed", "true");
+        return c.json({ orderId: order.orderId }, 201);
+      }
+    }
     if (!deps.sendEmails) {
       // Benchmark knob: no email at all.
     } else if (deps.sendEmails === "noop") {
@@ -388,6 +510,8 @@ export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
     c.header("Location", `/orders/${order.orderId}`);
     return c.json({ orderId: order.orderId }, 201);
   });
+
+  app.get("/", (c) => c.json({ orders: deps.orders.recent(50) }));
 
   app.get("/:id", (c) => {
     const id = c.req.param("id");
@@ -490,6 +614,17 @@ export function resumeOrders(
   const unsent = deps.orders.unsent();
   for (const order of unsent) sendConfirmation(spawner, deps, order);
   return unsent.length;
+}
+
+/** A digest of a checked order, to tell a repeated request from a different one. */
+async function hashOf(
+  order: { email: string; items: OrderItem[] },
+): Promise<string> {
+  const bytes = new TextEncoder().encode(
+    JSON.stringify([order.email, order.items]),
+  );
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function confirmation(order: Order): MailMessage {

@@ -5,13 +5,20 @@
 // DATA_DIR/
 //   photos/<uuid>/original.jpg|png, meta.json, 150.jpg, 300.jpg, 600.jpg
 //   photos/<uuid>/queued            durable mode: the id of its queued task
-//   photos/.incoming-<uuid>/        an upload being committed (renamed whole)
+//   photos/.incoming-<uuid>/        an upload being received, then committed
+//                                   (renamed whole)
 //   outbox/<order uuid>.eml         confirmation emails (the default transport)
+//
+// Every temporary name holds ".tmp-" (or starts with ".incoming-"); at
+// start, what a crash left under those names is removed from every folder
+// the demo writes (`PhotoStore.init`, `removeTemporaryFiles`).
 //   orders.db                       SQLite
 //   tasks.sqlite                    durable mode on Deno KV: the task queue
 
 import {
+  type FileHandle,
   mkdir,
+  open,
   readdir,
   readFile,
   rename,
@@ -54,11 +61,43 @@ export interface PhotoMeta {
   id: string;
   status: PhotoStatus;
   type: ImageType;
+  /** As the header declares them (the decode confirms them). */
   width: number;
   height: number;
   createdAt: string;
+  /** The uploaded file's name, cut to 80 characters. */
+  name?: string;
+  /** The original's size in bytes. */
+  bytes?: number;
+  /** JPEG scans (1 for a PNG), from the header. */
+  scans?: number;
+  /** The decode work the header declares (image_header.ts, `decodeWork`). */
+  work?: number;
+  /** Tries of its thumbnails so far. */
+  attempts?: number;
+  /** Why it failed, when it did. */
   error?: string;
+  /** When its status last changed. */
+  updatedAt?: string;
 }
+
+/**
+ * An upload being received into `photos/.incoming-<id>/`: its bytes are
+ * written as they arrive, flushed to disk every {@linkcode SYNC_EVERY}
+ * bytes (so that the flush before the 201 has little left to do, whatever
+ * the size), then committed as a photo folder by one rename.
+ */
+export interface IncomingPhoto {
+  /** Appends bytes to the original. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Flushes the original, writes `meta.json`, and renames the folder to the photo's id. */
+  commit(meta: PhotoMeta): Promise<void>;
+  /** Removes what was received. Never throws. */
+  discard(): Promise<void>;
+}
+
+/** Bytes written between two flushes of an incoming upload: 1 MiB. */
+export const SYNC_EVERY = 1 << 20;
 
 const EXTENSIONS: Record<ImageType, string> = { jpeg: "jpg", png: "png" };
 
@@ -114,6 +153,69 @@ export class PhotoStore {
         }
       }
     }
+  }
+
+  /**
+   * Starts receiving a new photo's original into a hidden folder. Commit it
+   * or discard it.
+   */
+  async receive(id: string): Promise<IncomingPhoto> {
+    const incoming = join(this.root, `.incoming-${id}`);
+    await mkdir(incoming);
+    const part = join(incoming, `original.tmp-${crypto.randomUUID()}`);
+    let file: FileHandle | undefined;
+    try {
+      file = await open(part, "wx");
+    } catch (error) {
+      await rm(incoming, { recursive: true, force: true });
+      throw error;
+    }
+    const handle = file;
+    let unsynced = 0;
+    let closed = false;
+    const close = async () => {
+      if (closed) return;
+      closed = true;
+      await handle.close();
+    };
+    return {
+      write: async (chunk) => {
+        for (let offset = 0; offset < chunk.length;) {
+          const { bytesWritten } = await handle.write(
+            chunk,
+            offset,
+            chunk.length - offset,
+          );
+          offset += bytesWritten;
+        }
+        unsynced += chunk.length;
+        if (unsynced >= SYNC_EVERY) {
+          unsynced = 0;
+          await handle.datasync();
+        }
+      },
+      commit: async (meta) => {
+        if (meta.id !== id) {
+          throw new TypeError(
+            `Cannot commit photo ${id}: 'meta.id' is ${
+              JSON.stringify(meta.id)
+            }`,
+          );
+        }
+        await handle.datasync();
+        await close();
+        await rename(part, join(incoming, `original.${EXTENSIONS[meta.type]}`));
+        await writeFileAtomic(
+          join(incoming, "meta.json"),
+          JSON.stringify(meta),
+        );
+        await rename(incoming, this.#dir(id));
+      },
+      discard: async () => {
+        await close().catch(() => {});
+        await rm(incoming, { recursive: true, force: true }).catch(() => {});
+      },
+    };
   }
 
   /**
@@ -195,9 +297,17 @@ export class PhotoStore {
 
   /** The original upload's bytes. */
   async original(meta: PhotoMeta): Promise<Uint8Array> {
-    return await readFile(
-      join(this.#dir(meta.id), `original.${EXTENSIONS[meta.type]}`),
-    );
+    return await readFile(this.originalPath(meta));
+  }
+
+  /** The original upload's path. */
+  originalPath(meta: PhotoMeta): string {
+    return join(this.#dir(meta.id), `original.${EXTENSIONS[meta.type]}`);
+  }
+
+  /** Where one thumbnail is (or will be) stored. */
+  thumbnailPath(meta: PhotoMeta, width: ThumbnailWidth): string {
+    return this.#thumbnail(meta, width);
   }
 
   /** Stores one thumbnail atomically. */
@@ -238,14 +348,37 @@ export class PhotoStore {
   }
 }
 
-/** Removes a leftover file or folder once it is {@linkcode LEFTOVER_AGE} old. */
-async function removeLeftover(path: string): Promise<void> {
+/**
+ * Removes the temporary files (`*.tmp-*`) a crash left in `dir`, once they
+ * are a minute old; does nothing if `dir` does not exist. Returns how many.
+ */
+export async function removeTemporaryFiles(dir: string): Promise<number> {
+  let names: string[];
   try {
-    if (Date.now() - (await stat(path)).mtimeMs < LEFTOVER_AGE) return;
+    names = await readdir(dir);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return 0;
+    throw error;
+  }
+  let removed = 0;
+  for (const name of names) {
+    if (name.includes(".tmp-") && await removeLeftover(join(dir, name))) {
+      removed++;
+    }
+  }
+  return removed;
+}
+
+/** Removes a leftover file or folder once it is {@linkcode LEFTOVER_AGE} old. */
+async function removeLeftover(path: string): Promise<boolean> {
+  try {
+    if (Date.now() - (await stat(path)).mtimeMs < LEFTOVER_AGE) return false;
   } catch (error) {
     // Gone already: its writer finished.
-    if ((error as { code?: string }).code === "ENOENT") return;
+    if ((error as { code?: string }).code === "ENOENT") return false;
     throw error;
   }
   await rm(path, { recursive: true, force: true });
+  return true;
 }

@@ -1,7 +1,10 @@
-// The demo's page in a real browser: headless Chromium (Debian's package)
-// driven by playwright-core, against the demo server on Deno. It uploads a
-// photo through the page's file input, waits for the three thumbnails to
-// load, and saves a screenshot to tests/.artifacts/demo.png.
+// The demo's operator page in a real browser: headless Chromium (Debian's
+// package) driven by playwright-core, against the demo server on Deno. It
+// uploads a photo through the page's file input and sees its thumbnails;
+// sees an order, a report and a failed photo in their tables; cancels a
+// running thumbnail with its button; and reconnects after the server
+// restarts. Screenshots go to tests/.artifacts/ (demo-running.png while a
+// thumbnail runs, demo.png after the cancel).
 //
 // playwright-core works under Node, Deno and Bun alike here, so the test runs
 // under all three. Chromium must be installed: without it the test fails and
@@ -16,10 +19,13 @@ import { join } from "node:path";
 import process from "node:process";
 import { chromium } from "playwright-core";
 import { test } from "../_harness.ts";
+import { progressiveJpeg, undecodableJpeg } from "./fixtures/crafted.ts";
 import {
   type DemoServer,
   gradient,
+  photoForm,
   removeDir,
+  request,
   ROOT,
   startDemo,
   tempDir,
@@ -43,7 +49,7 @@ const ARGS = [
   "--disable-quic",
 ];
 
-test("GET / uploads a photo and shows its three thumbnails in Chromium", async () => {
+test("GET / is an operator's page: it uploads, lists, cancels, and reconnects after a restart, in Chromium", async () => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `Chromium is not installed at ${CHROMIUM}: install it with ` +
@@ -59,23 +65,24 @@ test("GET / uploads a photo and shows its three thumbnails in Chromium", async (
     | undefined;
   try {
     server = await startDemo("deno", dataDir);
+    const url = server.url;
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       args: ARGS,
-      viewport: { width: 1280, height: 760 },
+      viewport: { width: 1280, height: 900 },
       // The page's CSP forbids eval, which Playwright uses for string expressions.
       bypassCSP: true,
       timeout: 30_000,
     });
     const page = await context.newPage();
-    page.setDefaultTimeout(30_000);
-    await page.goto(`${server.url}/`);
+    page.setDefaultTimeout(20_000);
+    await page.goto(`${url}/`);
     assert.equal(await page.title(), "Background tasks demo");
     // Browser-side code is given as strings: the test is type-checked without the DOM types.
-    await page.waitForFunction(
-      `document.getElementById("link")?.textContent === "live"`,
-    );
+    const live = `document.getElementById("link")?.textContent === "live"`;
+    await page.waitForFunction(live);
 
+    // An upload through the page's file input: its thumbnails show.
     await page.setInputFiles("#photo", {
       name: "gradient.jpg",
       mimeType: "image/jpeg",
@@ -86,22 +93,84 @@ test("GET / uploads a photo and shows its three thumbnails in Chromium", async (
     await page.waitForFunction(
       `${thumbnails}.length === 3 && ${thumbnails}.every((image) => image.complete && image.naturalWidth > 0)`,
     );
-    const widths = await page.evaluate(
-      `${thumbnails}.map((image) => image.naturalWidth)`,
-    );
-    assert.deepEqual(widths, [150, 300, 600]);
-    assert.match(await page.textContent("#status") ?? "", /ready/);
-    // The live list shows the thumbnail tasks settling.
-    await page.waitForFunction(
-      `document.querySelectorAll("#events li.settle").length >= 3`,
+    assert.deepEqual(
+      await page.evaluate(`${thumbnails}.map((image) => image.naturalWidth)`),
+      [150, 300, 600],
     );
 
+    // An order, a report, a photo that does not decode: each in its table.
+    await request(`${url}/orders`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        email: "ada@example.com",
+        items: [{ sku: "MUG-1", quantity: 2 }],
+      }),
+    });
+    await request(`${url}/photos`, {
+      method: "POST",
+      body: photoForm(undecodableJpeg(), "broken.jpg", "image/jpeg"),
+    });
+    await request(`${url}/reports`, { method: "POST" });
+    const text = (id: string) =>
+      `document.getElementById(${JSON.stringify(id)}).textContent`;
+    await page.waitForFunction(
+      `${text("orders")}.includes("ada@example.com") && ${
+        text("orders")
+      }.includes("sent")`,
+    );
+    await page.waitForFunction(`${text("reports")}.includes("fulfilled")`);
+    await page.waitForFunction(
+      `${text("photos")}.includes("broken.jpg") && ${
+        text("photos")
+      }.includes("failed to decode")`,
+    );
+    await page.waitForFunction(
+      `${text("failures")}.includes("thumbnail 600px") && ${
+        text("failures")
+      }.includes("failed to decode")`,
+    );
+
+    // A slow photo: its thumbnail runs, with a cancel button that stops it.
+    await request(`${url}/photos`, {
+      method: "POST",
+      body: photoForm(
+        progressiveJpeg({ width: 4000, height: 3000, scans: 100 }),
+        "slow.jpg",
+        "image/jpeg",
+      ),
+    });
+    await page.waitForFunction(
+      `${text("running")}.includes("thumbnail 600px")`,
+    );
     const artifacts = join(ROOT, "tests", ".artifacts");
     await mkdir(artifacts, { recursive: true });
+    await page.screenshot({
+      path: join(artifacts, "demo-running.png"),
+      fullPage: true,
+    });
+    const row = page.locator("#running tr", { hasText: "thumbnail 600px" });
+    await row.locator("button.cancel").click();
+    await page.waitForFunction(`${text("failures")}.includes("cancelled")`);
+    await page.waitForFunction(
+      `${text("photos")}.includes("slow.jpg") && /cancelled/.test(${
+        text("photos")
+      })`,
+    );
     await page.screenshot({
       path: join(artifacts, "demo.png"),
       fullPage: true,
     });
+
+    // The server restarts on the same port: the page reconnects by itself.
+    const port = new URL(url).port;
+    assert.equal(await server.stop("SIGTERM"), 0, server.output());
+    await page.waitForFunction(
+      `document.getElementById("link").textContent !== "live"`,
+    );
+    server = await startDemo("deno", dataDir, { PORT: port });
+    await page.waitForFunction(live);
+    await page.waitForFunction(`${text("photos")}.includes("gradient.jpg")`);
   } finally {
     await context?.close();
     await server?.kill();

@@ -4,7 +4,14 @@
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import {
+  mkdir,
+  readdir,
+  readFile,
+  rm,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "../_harness.ts";
@@ -21,6 +28,12 @@ import {
   startDemo,
   tempDir,
 } from "./fixtures/server.ts";
+import {
+  hugeDeclaredJpeg,
+  manyParts,
+  progressiveJpeg,
+  undecodableJpeg,
+} from "./fixtures/crafted.ts";
 
 // Bun gives each test 5 s by default; a test here starts a server or two.
 if ((process.versions as Record<string, string | undefined>).bun) {
@@ -167,9 +180,14 @@ for (const runtime of RUNTIMES) {
       assert.deepEqual(Object.keys(tasks).sort(), [
         "active",
         "activeCount",
+        "durable",
         "eventStreams",
+        "failures",
+        "imageProcesses",
         "pendingCount",
+        "queued",
         "requestsInFlight",
+        "uploadsInFlight",
       ]);
       assert.ok(Array.isArray(tasks.active));
       assert.equal(tasks.activeCount, (tasks.active as unknown[]).length);
@@ -196,7 +214,7 @@ for (const runtime of RUNTIMES) {
           if (done) break;
           seen.push(value);
           const name = (value.data.task as { name: string }).name;
-          if (value.event === "settle" && name === `finish photo ${id}`) break;
+          if (value.event === "settle" && name === `photo ${id}`) break;
         }
         for (const width of [150, 300, 600]) {
           const name = `thumbnail ${width}px ${id}`;
@@ -273,6 +291,7 @@ for (const runtime of RUNTIMES) {
           415,
           /not a JPEG or PNG/,
         );
+        // Checked from the header as the bytes arrive, before any decode.
         await assertError(
           await post(
             photoForm(
@@ -282,26 +301,65 @@ for (const runtime of RUNTIMES) {
             ),
           ),
           422,
-          /could not be decoded as a JPEG/,
+          /\("a\.jpg"\) is not a readable JPEG image: no end-of-image marker \(truncated\)/,
         );
         await assertError(
           await post(photoForm(small.png.slice(0, 5000), "b.png", "image/png")),
           422,
-          /could not be decoded as a PNG/,
-        );
-        // A small file whose header claims a huge image is refused before decoding.
-        const bomb = small.png.slice(0, 4096);
-        new DataView(bomb.buffer).setUint32(16, 100_000);
-        new DataView(bomb.buffer).setUint32(20, 100_000);
-        await assertError(
-          await post(photoForm(bomb, "bomb.png", "image/png")),
-          422,
-          /10000000000 pixels; the most accepted is 50000000/,
+          /is not a readable PNG image: no IEND chunk \(truncated\)/,
         );
         await assertError(
           await post(photoForm(small.jpeg.slice(0, 3), "a.jpg", "image/jpeg")),
           422,
-          /no readable JPEG header/,
+          /no frame header/,
+        );
+        // A tiny file that declares a huge image cannot hold it.
+        await assertError(
+          await post(
+            photoForm(hugeDeclaredJpeg(7000, 7000), "huge.jpg", "image/jpeg"),
+          ),
+          422,
+          /cannot hold the 7000x7000 pixels it declares \(truncated\)/,
+        );
+        // Scans cost a pass over the image each: more than 100 are refused.
+        await assertError(
+          await post(
+            photoForm(
+              progressiveJpeg({ width: 400, height: 300, scans: 1000 }),
+              "scans.jpg",
+              "image/jpeg",
+            ),
+          ),
+          422,
+          /has more than 100 scans/,
+        );
+        // Over the decode budget: 24 MP in 50 scans is 36,000,000 units.
+        await assertError(
+          await post(
+            photoForm(
+              progressiveJpeg({ width: 6000, height: 4000, scans: 50 }),
+              "big.jpg",
+              "image/jpeg",
+            ),
+          ),
+          422,
+          /declares 6000x4000 pixels in 50 scan\(s\): 36000000 units of decode work .*the most accepted is 24000000/,
+        );
+        // A second 'photo' part, too many parts.
+        const twice = photoForm(small.jpeg, "a.jpg", "image/jpeg");
+        twice.append(
+          "photo",
+          new Blob([small.jpeg as Uint8Array<ArrayBuffer>]),
+          "b.jpg",
+        );
+        await assertError(await post(twice), 400, /'photo' is there twice/);
+        const parts = manyParts(1000);
+        await assertError(
+          await post(parts.body as Uint8Array<ArrayBuffer>, {
+            "content-type": parts.type,
+          }),
+          400,
+          /more than 16 parts/,
         );
         await assertError(
           await post(JSON.stringify({ photo: "x" }), {
@@ -318,11 +376,13 @@ for (const runtime of RUNTIMES) {
           /larger than 200000 bytes/,
         );
         // The same without a Content-Length: the limit is checked while streaming.
+        // (Bun's Response drops its Content-Type once its body is taken: read it first.)
         const form = new Response(photoForm(big, "big.jpg", "image/jpeg"));
+        const type = form.headers.get("content-type")!;
         const chunked = await request(`${server.url}/photos`, {
           method: "POST",
           body: form.body,
-          headers: { "content-type": form.headers.get("content-type")! },
+          headers: { "content-type": type },
           duplex: "half",
         } as RequestInit);
         await assertError(chunked, 413, /larger than 200000 bytes/);
@@ -330,6 +390,154 @@ for (const runtime of RUNTIMES) {
         assert.deepEqual(await readdir(join(server.dataDir, "photos")), []);
       },
     );
+  });
+
+  test(`POST /photos answers 201 for a file that does not decode, which ends failed with the decoder's reason (${runtime})`, async () => {
+    await withDemo(runtime, {}, async (server) => {
+      const id = await upload(
+        server,
+        undecodableJpeg(),
+        "bad.jpg",
+        "image/jpeg",
+      );
+      const body = await untilPhoto(server, id, "failed");
+      assert.match(
+        body.error as string,
+        /thumbnail 600px .*: jpg: failed to decode/,
+      );
+      assert.equal(body.attempts, 1, "a decode error is not tried again");
+      const list = await json(await request(`${server.url}/photos`));
+      const listed = (list.photos as Record<string, unknown>[])[0];
+      assert.equal(listed.photoId, id);
+      assert.equal(listed.status, "failed");
+      assert.equal(listed.error, body.error);
+      const tasks = await json(await request(`${server.url}/tasks`));
+      const failures = tasks.failures as { name: string; error: string }[];
+      assert.ok(
+        failures.some((f) =>
+          f.name === `thumbnail 600px ${id}` && /failed to decode/.test(f.error)
+        ),
+        JSON.stringify(failures),
+      );
+    });
+  });
+
+  test(`HEAD answers the GET's headers with its real Content-Length (${runtime})`, async () => {
+    await withDemo(runtime, {}, async (server) => {
+      for (const path of ["/health", "/", "/tasks"]) {
+        const get = await fetch(`${server.url}${path}`);
+        const length = (await get.arrayBuffer()).byteLength;
+        const head = await fetch(`${server.url}${path}`, { method: "HEAD" });
+        await head.body?.cancel();
+        assert.equal(head.status, 200, path);
+        assert.equal(head.headers.get("content-length"), String(length), path);
+        assert.equal(
+          head.headers.get("content-type"),
+          get.headers.get("content-type"),
+          path,
+        );
+      }
+    });
+  });
+
+  test(`start-up removes old temporary files from the outbox and photos, and keeps young ones (${runtime})`, async () => {
+    const old = new Date(Date.now() - 5 * 60_000);
+    const leftovers = [
+      "outbox/8d4f3f5e-5a43-4d3c-9a52-6f3b9f3f2c11.eml.tmp-1a2b",
+      "photos/.incoming-0b7c3e7a-6d1f-4b7e-8f0e-2a9d8c1b5e44",
+    ];
+    const young = "outbox/8d4f3f5e-5a43-4d3c-9a52-6f3b9f3f2c11.eml.tmp-3c4d";
+    await withDemo(runtime, {}, async (server) => {
+      for (const path of leftovers) {
+        assert.equal(existsSync(join(server.dataDir, path)), false, path);
+      }
+      assert.deepEqual(await readdir(join(server.dataDir, "photos")), []);
+      assert.equal(
+        existsSync(join(server.dataDir, young)),
+        true,
+        "a young one may be another process's",
+      );
+    }, async (dataDir) => {
+      await mkdir(join(dataDir, "outbox"));
+      await mkdir(join(dataDir, leftovers[1]), { recursive: true });
+      await writeFile(join(dataDir, leftovers[0]), "half an email");
+      await writeFile(join(dataDir, young), "being written");
+      for (const path of leftovers) await utimes(join(dataDir, path), old, old);
+    });
+  });
+
+  test(`POST /orders with an Idempotency-Key answers the first order again, with one email (${runtime})`, async () => {
+    await withDemo(runtime, {}, async (server) => {
+      const post = (key: string, body: unknown) =>
+        request(`${server.url}/orders`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "idempotency-key": key,
+          },
+          body: JSON.stringify(body),
+        });
+      const first = await post("order-7f3a", ORDER);
+      const { orderId } = await json(first);
+      assert.equal(first.status, 201);
+      const again = await post("order-7f3a", ORDER);
+      assert.equal(again.status, 201);
+      assert.equal(again.headers.get("idempotent-replayed"), "true");
+      assert.deepEqual(await json(again), { orderId });
+      await assertError(
+        await post("order-7f3a", { ...ORDER, email: "bob@example.com" }),
+        422,
+        new RegExp(
+          `"order-7f3a" was used within 24 h for order ${orderId}, with a different body`,
+        ),
+      );
+      await assertError(
+        await post("bad key", ORDER),
+        400,
+        /Idempotency-Key header/,
+      );
+      const other = await json(await post("order-8b1c", ORDER));
+      assert.notEqual(other.orderId, orderId);
+      await poll("both emails to be sent", async () => {
+        for (const id of [orderId, other.orderId]) {
+          const row = await json(await request(`${server.url}/orders/${id}`));
+          if (row.emailStatus !== "sent") return false;
+        }
+        return true;
+      });
+      const outbox = (await readdir(join(server.dataDir, "outbox"))).sort();
+      assert.deepEqual(
+        outbox,
+        [`${orderId}.eml`, `${other.orderId}.eml`].sort(),
+      );
+      const list = await json(await request(`${server.url}/orders`));
+      assert.equal((list.orders as unknown[]).length, 2);
+    });
+  });
+
+  test(`a 400 quotes at most 80 characters of a bad value, and DELETE /tasks/:id of no task is a 404 (${runtime})`, async () => {
+    await withDemo(runtime, {}, async (server) => {
+      const email = "x".repeat(60_000);
+      const response = await order(server, { ...ORDER, email });
+      const body = await json(response);
+      assert.equal(response.status, 400);
+      assert.match(
+        body.error as string,
+        /^'email' must be an email address, received "x{79}…$/,
+      );
+      await assertError(
+        await request(`${server.url}/tasks/999999`, { method: "DELETE" }),
+        404,
+        /no running or queued task with id "999999"/,
+      );
+      await assertError(
+        await request(`${server.url}/tasks/${"9".repeat(500)}`, {
+          method: "DELETE",
+        }),
+        404,
+        /with id "9{80}…"$/,
+      );
+    });
   });
 
   test(`GET of an unknown or malformed id answers 404 with a JSON error (${runtime})`, async () => {
