@@ -650,10 +650,19 @@ export class Scheduler {
 
   /** Snapshots of the running tasks, in start order. */
   active(): TaskInfo[] {
-    const active: TaskInfo[] = [];
+    return this.#list("running");
+  }
+
+  /** Snapshots of the tasks accepted and not started (or waiting to retry). */
+  waiting(): TaskInfo[] {
+    return this.#list("pending");
+  }
+
+  #list(status: "running" | "pending"): TaskInfo[] {
+    const list: TaskInfo[] = [];
     for (const task of this.#tasks.values()) {
-      if (task.status === "running") active.push(task.toJSON());
+      if (task.status === status) list.push(task.toJSON());
     }
-    return active;
+    return list;
   }
 }

@@ -344,6 +344,33 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
   }
 
   /**
+   * Snapshots of the tasks accepted but not running: queued behind the
+   * concurrency limit or a rate limit, waiting for the microtask that starts
+   * them, or waiting for their next attempt. Listed in the order the manager
+   * holds them, which is not always the order they will start in (a higher
+   * priority starts first). `pendingCount` counts the same tasks.
+   *
+   * @example What waits behind the limit
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import assert from "node:assert/strict";
+   *
+   * const tasks = new TaskManager({ concurrency: 1 });
+   * const gate = Promise.withResolvers<void>();
+   * tasks.run("resize", () => gate.promise);
+   * tasks.run("send-email", () => {});
+   * await Promise.resolve();
+   * assert.deepEqual(tasks.pendingTasks.map((t) => t.name), ["send-email"]);
+   * gate.resolve();
+   * await tasks.idle();
+   * assert.deepEqual(tasks.pendingTasks, []);
+   * ```
+   */
+  get pendingTasks(): TaskInfo[] {
+    return this.#scheduler.waiting();
+  }
+
+  /**
    * How many tasks are running (cancelled ones included, until they return).
    *
    * @example Count running tasks

@@ -1123,6 +1123,17 @@ export class World {
         `${where}: pendingCount ${pendingCount}, events say ${this.pending}`,
       );
     }
+    const waiting = this.tasks.pendingTasks;
+    if (
+      waiting.length !== pendingCount ||
+      waiting.some((t) => t.status !== "pending")
+    ) {
+      this.#violate(
+        `${where}: pendingTasks lists ${waiting.length} (${
+          waiting.map((t) => t.status).join(",")
+        }), pendingCount ${pendingCount}`,
+      );
+    }
     const active = this.tasks.activeTasks.map((t) =>
       this.byId.get(t.id)?.label ?? t.id
     ).join(",");
