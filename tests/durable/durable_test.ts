@@ -18,7 +18,7 @@ import {
   type ListenOptions,
   MemoryBackend,
 } from "../../src/durable/mod.ts";
-import { settles } from "./fixtures/_scenarios.ts";
+import { backendScenarios, settles } from "./fixtures/_scenarios.ts";
 import { flush, gate, test } from "../_harness.ts";
 
 /** A backend that tells when a delivery reported its outcome. */
@@ -56,13 +56,41 @@ class SpyBackend extends MemoryBackend {
 
 const quiet = { onError: () => {} };
 
+/**
+ * A view of one MemoryBackend that a queue's `close()` does not close: the
+ * scenarios open a "new connection" to read back what another queue left,
+ * and a MemoryBackend forgets its tasks when closed. (The kill scenarios of
+ * the other engines do not apply: nothing of a MemoryBackend outlives its
+ * process.)
+ */
+function view(shared: MemoryBackend): DurableBackend {
+  return {
+    enqueue: (message, delay) => shared.enqueue(message, delay),
+    listen: (receive, options) => shared.listen(receive, options),
+    deadLetters: (limit) => shared.deadLetters(limit),
+    retryDeadLetter: (id, fresh) => shared.retryDeadLetter(id, fresh),
+    deleteDeadLetter: (id) => shared.deleteDeadLetter(id),
+    close: () => Promise.resolve(),
+  };
+}
+
+backendScenarios("MemoryBackend", (name, body) =>
+  test(name, async () => {
+    const shared = new MemoryBackend();
+    try {
+      await body({ open: () => Promise.resolve(view(shared)) });
+    } finally {
+      await shared.close();
+    }
+  }));
+
 test("DurableQueue() refuses a backend that is not one", () => {
   assert.throws(
     () => new DurableQueue({} as DurableBackend),
     {
       name: "TypeError",
       message:
-        "Cannot create DurableQueue: 'backend' must be a DurableBackend (an object with enqueue, listen, deadLetters and close), received an object",
+        "Cannot create DurableQueue: 'backend' must be a DurableBackend (an object with enqueue, listen, deadLetters, retryDeadLetter, deleteDeadLetter and close), received an object",
     },
   );
 });
