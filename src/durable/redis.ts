@@ -70,6 +70,8 @@ const LOCK_DURATION = new NumberRule(
 );
 
 type BullMQ = typeof import("bullmq");
+/** What the backend uses of `ioredis`. */
+type IORedis = { Redis: typeof Redis };
 
 interface Listener {
   readonly worker: Worker;
@@ -199,10 +201,7 @@ export class RedisBackend implements DurableBackend {
     }
     // Redis takes the lock's length in whole milliseconds only.
     LOCK_DURATION.check(where, "lockDuration", options.lockDuration);
-    const [bullmq, { Redis }] = await Promise.all([
-      import("bullmq"),
-      import("ioredis"),
-    ]);
+    const [bullmq, { Redis }] = await loadClients(where);
     // Reconnect after a lost connection, but fail at once if the first
     // connection fails.
     let opening = true;
@@ -523,6 +522,63 @@ export class RedisBackend implements DurableBackend {
     await Promise.race([ended, late]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * Loads the peer dependencies `bullmq` and `ioredis`, from the application:
+ * - as bare specifiers first. On Deno the application's import map says
+ *   where they are (`npm:` specifiers); on Bun and Node they resolve from
+ *   this file's folder upward, which finds the application's `node_modules`
+ *   when the library is installed in it;
+ * - on Bun and Node, when that fails (the library's files are outside the
+ *   application's folder: imported by path, or linked), from the folder of
+ *   the application's entry script, then from the working directory.
+ * Both come from the same place, so that BullMQ gets the ioredis it expects.
+ */
+async function loadClients(
+  where: string,
+): Promise<[BullMQ, IORedis]> {
+  try {
+    const [bullmq, ioredis] = await Promise.all([
+      import("bullmq"),
+      import("ioredis"),
+    ]);
+    return [bullmq, ioredis];
+  } catch (error) {
+    const fromApplication = await requireFromApplication();
+    if (fromApplication !== undefined) return fromApplication;
+    throw new Error(
+      `${where}: RedisBackend needs the packages bullmq and ioredis, which ` +
+        `the application installs (Bun, Node: npm install bullmq ioredis; ` +
+        `Deno: deno add npm:bullmq npm:ioredis): ${errorText(error)}`,
+      { cause: error },
+    );
+  }
+}
+
+async function requireFromApplication(): Promise<
+  [BullMQ, IORedis] | undefined
+> {
+  const process = (globalThis as {
+    process?: { argv?: string[]; cwd?: () => string };
+  }).process;
+  // Deno resolves through the import map only.
+  if ((globalThis as { Deno?: unknown }).Deno !== undefined) return undefined;
+  if (process === undefined) return undefined;
+  const { createRequire } = await import("node:module");
+  const places = [process.argv?.[1], `${process.cwd?.()}/`];
+  for (const place of places) {
+    if (typeof place !== "string" || place === "" || place === "undefined/") {
+      continue;
+    }
+    try {
+      const require = createRequire(place);
+      return [require("bullmq"), require("ioredis")];
+    } catch {
+      // Not there: the next place.
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -148,7 +148,7 @@ sqliteTest(
       there = new Child(
         WORKER,
         ["sqlite", file, JSON.stringify({ ...OPTIONS, concurrency: 2 })],
-        other,
+        { runtime: other },
       );
       await there.waitFor({ event: "ready" });
       here.kill("SIGKILL");
