@@ -207,13 +207,18 @@ const HAND_BACK_DELAY = 1000;
  * - a task is stored when `enqueue` resolves, in the same transaction as its
  *   attempt counter;
  * - a task whose process dies while it runs is delivered again, and the
- *   interrupted attempt counts: by the next process that opens the file once
+ *   interrupted attempt counts (one its process had taken but not started
+ *   does not): by the next process that opens the file once
  *   5 seconds have passed, or within about a minute by a process already
  *   consuming (Deno KV's own lease and clean-up period);
  * - a failed attempt is retried after `backoff * 2 ** (attempt - 1)` ms, and
  *   after the last one the task is kept under the dead-letter key;
  * - a task handed back by a stopping consumer runs again after 1 s (so that
  *   the stopping process does not take it back), its attempt not counted;
+ * - a task that came due (a delay, a retry, a hand-back) goes ahead of the
+ *   tasks without a delay that Deno KV has already handed this process (up
+ *   to 100), but not of those it has not: Deno KV delivers in the order
+ *   tasks came due;
  * - several processes may share one file (on one machine): each task goes to
  *   one of them at a time. Deno KV wakes a listener at once only for
  *   messages enqueued by its own process, and finds the others' about once a
