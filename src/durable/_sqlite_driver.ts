@@ -43,13 +43,21 @@ export function sqliteModule(): "bun:sqlite" | "node:sqlite" {
 
 /** Opens (or creates) the file with the runtime's SQLite module. */
 export async function openSqlite(path: string): Promise<SqliteDatabase> {
-  const specifier = sqliteModule();
-  // A variable specifier: type checkers and bundlers leave it alone, and a
-  // runtime loads only its own module.
-  const module = await import(specifier);
-  const native: Native = specifier === "bun:sqlite"
-    ? new module.Database(path, { create: true, strict: true })
-    : new module.DatabaseSync(path);
+  let native: Native;
+  if (sqliteModule() === "bun:sqlite") {
+    // Bun's own module, through Bun's synchronous `import.meta.require`: a
+    // specifier other runtimes (and their type checkers) do not know.
+    const meta = import.meta as ImportMeta & {
+      require(specifier: string): {
+        Database: new (path: string, options: object) => Native;
+      };
+    };
+    const { Database } = meta.require("bun:sqlite");
+    native = new Database(path, { create: true, strict: true });
+  } else {
+    const { DatabaseSync } = await import("node:sqlite");
+    native = new DatabaseSync(path) as unknown as Native;
+  }
   return new Database(native);
 }
 
