@@ -357,9 +357,10 @@ export class DenoKvBackend implements DurableBackend {
    */
   async retryDeadLetter(id: string, fresh: FreshTask): Promise<boolean> {
     if (this.#closing) throw new Error("The DenoKvBackend is closed");
-    for (;;) {
+    for (let tries = 0;; tries++) {
       const entry = await this.#kv.get(deadKey(id));
       if (entry.value === null) return false;
+      if (tries === MAX_TRIES) throw busy(id);
       const stored = isTaskMessage(entry.value)
         ? entry.value.message
         : entry.value as StoredDeadLetter;
@@ -396,9 +397,10 @@ export class DenoKvBackend implements DurableBackend {
    */
   async deleteDeadLetter(id: string): Promise<boolean> {
     if (this.#closing) throw new Error("The DenoKvBackend is closed");
-    for (;;) {
+    for (let tries = 0;; tries++) {
       const entry = await this.#kv.get(deadKey(id));
       if (entry.value === null) return false;
+      if (tries === MAX_TRIES) throw busy(id);
       const result = await this.#write(
         this.#kv.atomic()
           .check({ key: deadKey(id), versionstamp: entry.versionstamp })
@@ -817,6 +819,15 @@ export class DenoKvBackend implements DurableBackend {
     await this.#replace(check, raw, started, HAND_BACK_DELAY);
     return HANDED_BACK;
   }
+}
+
+/** How many times a dead-letter tool reads again a letter changed under it. */
+const MAX_TRIES = 10;
+
+function busy(id: string): Error {
+  return new Error(
+    `The dead letter ${id} kept changing while it was read ${MAX_TRIES} times`,
+  );
 }
 
 function checkPollInterval(where: string, options: unknown): void {

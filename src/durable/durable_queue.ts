@@ -463,7 +463,7 @@ export class DurableQueue implements AsyncDisposable {
    * is no dead letter with that id (never was, or it was already retried or
    * deleted): nothing is stored then.
    * @throws {TypeError} An `id` that is not a non-empty string, an option of
-   * the wrong type.
+   * the wrong type (at once, before anything is read).
    * @throws {RangeError} An `attempts` out of range.
    * @throws {Error} The queue is closed.
    *
@@ -504,7 +504,7 @@ export class DurableQueue implements AsyncDisposable {
    * await queue.close();
    * ```
    */
-  async retryDeadLetter(
+  retryDeadLetter(
     id: string,
     options: RetryDeadLetterOptions = {},
   ): Promise<string | undefined> {
@@ -519,9 +519,9 @@ export class DurableQueue implements AsyncDisposable {
       backoff: this.#backoff,
       enqueuedAt: Date.now(),
     };
-    return await this.#backend.retryDeadLetter(id, fresh)
-      ? fresh.id
-      : undefined;
+    return this.#backend.retryDeadLetter(id, fresh).then((found) =>
+      found ? fresh.id : undefined
+    );
   }
 
   /**
@@ -540,15 +540,15 @@ export class DurableQueue implements AsyncDisposable {
    *
    * const queue = new DurableQueue(new MemoryBackend());
    * assert.equal(await queue.deleteDeadLetter("no-such-id"), false);
-   * await assert.rejects(queue.deleteDeadLetter(""), TypeError);
+   * assert.throws(() => queue.deleteDeadLetter(""), TypeError);
    * await queue.close();
    * ```
    */
-  async deleteDeadLetter(id: string): Promise<boolean> {
+  deleteDeadLetter(id: string): Promise<boolean> {
     const where = "Cannot delete dead letter";
     NAME.require(where, "id", id);
     if (this.#closed) throw new Error(`${where}: the DurableQueue is closed`);
-    return await this.#backend.deleteDeadLetter(id);
+    return this.#backend.deleteDeadLetter(id);
   }
 
   /**

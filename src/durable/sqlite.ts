@@ -180,6 +180,8 @@ export class SqliteBackend implements DurableBackend {
   #renewal: ReturnType<typeof setInterval> | undefined;
   #pumpScheduled = false;
   #closed = false;
+  /** A task was handed back: other backends of the process may take it. */
+  #releasedAny = false;
 
   /**
    * Opens (or creates) the file, in WAL mode, and makes its tables if they
@@ -438,8 +440,6 @@ export class SqliteBackend implements DurableBackend {
     if (this.#releasedAny) this.#wakeAll();
     return Promise.resolve();
   }
-
-  #releasedAny = false;
 
   #open(): void {
     if (this.#closed) throw new Error("The SqliteBackend is closed");

@@ -443,7 +443,10 @@ async function killOneMidWork(
       env,
       servers,
     );
-    for (const server of [a, b]) logs.push(await TaskLog.open(server));
+    for (const server of [a, b]) {
+      assert.match(server.output(), new RegExp(`durable mode \\(${mode}\\)`));
+      logs.push(await TaskLog.open(server));
+    }
     const [logA, logB] = logs;
 
     const [photos, orders] = await Promise.all([

@@ -86,6 +86,7 @@ backendScenarios("DenoKvBackend", (name, body) =>
       // Deno KV hands a process at most 100 messages at once, in the order
       // they came due; the backend puts the due ones first among those.
       backlog: 60,
+      dueMargin: 1000,
     })));
 
 processScenarios("DenoKvBackend", (name, body) =>

@@ -641,3 +641,65 @@ test("close() of a queue that shares its backend hands a task still running back
   await secondTasks.shutdown();
   await second.close();
 });
+
+test("retryDeadLetter() and deleteDeadLetter() refuse a bad id or options at once, and a closed queue", async () => {
+  const queue = new DurableQueue(new MemoryBackend());
+  assert.throws(() => queue.retryDeadLetter(""), {
+    name: "TypeError",
+    message:
+      `Cannot retry dead letter: 'id' must be a non-empty string, received ""`,
+  });
+  assert.throws(() => queue.retryDeadLetter("x", { attempts: 0 }), {
+    name: "RangeError",
+    message:
+      "Cannot retry dead letter: 'attempts' must be a positive integer, received 0",
+  });
+  assert.throws(() => queue.deleteDeadLetter(7 as unknown as string), {
+    name: "TypeError",
+    message:
+      "Cannot delete dead letter: 'id' must be a non-empty string, received 7",
+  });
+  await queue.close();
+  assert.throws(() => queue.retryDeadLetter("x"), {
+    name: "Error",
+    message: "Cannot retry dead letter: the DurableQueue is closed",
+  });
+  assert.throws(() => queue.deleteDeadLetter("x"), {
+    name: "Error",
+    message: "Cannot delete dead letter: the DurableQueue is closed",
+  });
+});
+
+test("retryDeadLetter() gives the fresh task the queue's attempts, or those it is told", async () => {
+  const backend = new MemoryBackend();
+  const queue = new DurableQueue(backend, { attempts: 1, backoff: 0 });
+  const seen: { attempts: number; payload: unknown }[] = [];
+  queue.define("job", (payload, { attempts }) => {
+    seen.push({ attempts, payload });
+    throw new Error("no");
+  });
+  const tasks = new TaskManager(quiet);
+  const first = settles(tasks, 1);
+  queue.consume(tasks);
+  const id = await queue.enqueue("job", { n: 1 });
+  await first;
+  let [letter] = await queue.deadLetters();
+  for (let i = 0; letter === undefined && i < 100; i++) {
+    await flush();
+    [letter] = await queue.deadLetters();
+  }
+  assert.equal(letter.id, id);
+  const again = settles(tasks, 2);
+  const fresh = await queue.retryDeadLetter(id, { attempts: 2 });
+  await again;
+  assert.deepEqual(seen, [
+    { attempts: 1, payload: { n: 1 } },
+    { attempts: 2, payload: { n: 1 } },
+    { attempts: 2, payload: { n: 1 } },
+  ]);
+  await flush();
+  const letters = await queue.deadLetters();
+  assert.deepEqual(letters.map((l) => [l.id, l.attempts]), [[fresh, 2]]);
+  await tasks.shutdown();
+  await queue.close();
+});
