@@ -16,8 +16,9 @@ import {
   enqueueOnce,
   processScenarios,
   settles,
+  waitUntil,
 } from "./fixtures/_scenarios.ts";
-import { test } from "../_harness.ts";
+import { gate, test } from "../_harness.ts";
 
 /** A test with a fresh folder for its file. */
 function sqliteTest(name: string, fn: (file: string) => Promise<void>): void {
@@ -221,6 +222,82 @@ sqliteTest(
       await queue.close();
     }
     assert.deepEqual(await rows(file), { tasks: 1, dead: 0 });
+  },
+);
+
+sqliteTest(
+  "SqliteBackend: close() hands back at once the tasks that had not started; a started one comes back when its lease lapses, counted",
+  async (file) => {
+    const lease = { leaseDuration: 300, pollInterval: 20 };
+    const first = new DurableQueue(await SqliteBackend.open(file, lease));
+    const hold = gate();
+    first.define("job", async (_n: number, { signal }) => {
+      await Promise.race([
+        hold.promise,
+        new Promise((resolve) => signal.addEventListener("abort", resolve)),
+      ]);
+    });
+    // Its waiting task, handed back, fails here when it starts: not its
+    // handler, which does not run, but the start that the closed file refuses.
+    const errors: string[] = [];
+    const a = new TaskManager({
+      concurrency: 1,
+      onError: (error) => errors.push((error as Error).message),
+    });
+    const [started, waiting] = [
+      await first.enqueue("job", 1),
+      await first.enqueue("job", 2),
+    ];
+    first.consume(a, { concurrency: 2 });
+    await waitUntil(
+      () => a.activeCount === 1 && a.pendingCount === 1,
+      () => `${a.activeCount} running, ${a.pendingCount} waiting`,
+    );
+    // Closed under the manager: the waiting task is handed back, the running
+    // one keeps its lease, no longer renewed.
+    await first.close({ timeout: 0 });
+    const second = new DurableQueue(await SqliteBackend.open(file, lease));
+    const seen: [string, number, number][] = [];
+    const closedAt = Date.now();
+    second.define("job", (_n: number, { id, attempt }) => {
+      seen.push([id, attempt, Date.now() - closedAt]);
+    });
+    const b = new TaskManager();
+    const settled = settles(b, 2);
+    second.consume(b, { concurrency: 2 });
+    await settled;
+    assert.deepEqual(seen.map(([id, attempt]) => [id, attempt]), [
+      [waiting, 1],
+      [started, 2],
+    ]);
+    assert.ok(
+      seen[0][2] < 300,
+      `the handed-back task ran ${seen[0][2]} ms later`,
+    );
+    hold.resolve();
+    await a.shutdown();
+    assert.deepEqual(errors, ["The SqliteBackend is closed"]);
+    await b.shutdown();
+    await second.close();
+    assert.deepEqual(await rows(file), { tasks: 0, dead: 0 });
+  },
+);
+
+sqliteTest(
+  'SqliteBackend with synchronous: "full" stores and runs tasks as with the default',
+  async (file) => {
+    const queue = new DurableQueue(
+      await SqliteBackend.open(file, { synchronous: "full" }),
+    );
+    queue.define("t", () => {});
+    const tasks = new TaskManager();
+    const settled = settles(tasks, 1);
+    queue.consume(tasks);
+    await queue.enqueue("t", 1);
+    assert.equal((await settled)[0].task.status, "fulfilled");
+    await tasks.shutdown();
+    await queue.close();
+    assert.deepEqual(await rows(file), { tasks: 0, dead: 0 });
   },
 );
 
