@@ -9,6 +9,9 @@
 // whose code lives with the routes (orders.ts, photos.ts).
 //
 // Backends (main.ts reads the environment):
+// - SQLite, with DURABLE=sqlite: no server, Deno and Bun; a file in DATA_DIR
+//   (queue.sqlite) that every demo process of the machine sharing the
+//   DATA_DIR shares, and they split the work.
 // - Redis (BullMQ), when REDIS_URL is set: Deno and Bun; any number of
 //   processes that share the Redis server and the DATA_DIR split the work.
 // - Deno KV, with DURABLE=kv: Deno only, a file in DATA_DIR (tasks.sqlite);
@@ -21,6 +24,7 @@ import {
   DurableQueue,
   type EnqueueOptions,
   RedisBackend,
+  SqliteBackend,
 } from "@background/tasks/durable";
 import { messageOf } from "./http.ts";
 import { confirmOrder, type OrderDeps } from "./orders.ts";
@@ -40,6 +44,13 @@ export type DurableSettings =
       url: string;
       /** How long a process's lock on a task lasts; a dead process's tasks come back within about twice this. */
       lockDuration: number;
+    }
+    | {
+      backend: "sqlite";
+      /** The SQLite file. */
+      path: string;
+      /** How long a process's lease on a task lasts; a dead process's tasks come back within this. */
+      leaseDuration: number;
     }
     | {
       backend: "kv";
@@ -95,12 +106,19 @@ export async function openQueue(
 }
 
 function openBackend(settings: DurableSettings): Promise<DurableBackend> {
-  return settings.backend === "redis"
-    ? RedisBackend.open(settings.url, {
-      queue: REDIS_QUEUE,
-      lockDuration: settings.lockDuration,
-    })
-    : DenoKvBackend.open(settings.path);
+  switch (settings.backend) {
+    case "redis":
+      return RedisBackend.open(settings.url, {
+        queue: REDIS_QUEUE,
+        lockDuration: settings.lockDuration,
+      });
+    case "sqlite":
+      return SqliteBackend.open(settings.path, {
+        leaseDuration: settings.leaseDuration,
+      });
+    case "kv":
+      return DenoKvBackend.open(settings.path);
+  }
 }
 
 /**

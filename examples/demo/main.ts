@@ -22,16 +22,21 @@
 //                        database and the listener
 //
 // Durable mode (durable.ts; README.md, "Durable mode"), off by default:
-//   REDIS_URL            redis://host:port: the emails and thumbnails are
-//                        tasks of a durable queue in Redis (Deno and Bun),
-//                        shared by every process with the same REDIS_URL
-//                        and DATA_DIR
-//   DURABLE              "kv": the queue is Deno KV in DATA_DIR/tasks.sqlite
-//                        (Deno only, one process); "redis": needs REDIS_URL;
-//                        "off": in-process tasks even with REDIS_URL set.
+//   DURABLE              "sqlite": the emails and thumbnails are tasks of a
+//                        durable queue in DATA_DIR/queue.sqlite, no server
+//                        (Deno and Bun), shared by every process of the
+//                        machine with the same DATA_DIR;
+//                        "redis": the queue is in Redis, at REDIS_URL;
+//                        "kv": Deno KV in DATA_DIR/tasks.sqlite (Deno only,
+//                        one process); "off": in-process tasks even with
+//                        REDIS_URL set.
 //                        Unset: "redis" when REDIS_URL is set, else "off"
+//   REDIS_URL            redis://host:port (Deno and Bun), shared by every
+//                        process with the same REDIS_URL and DATA_DIR
 //   DURABLE_CONCURRENCY  queued tasks this process runs at once        4
 //                        (0: none, the process only enqueues)
+//   SQLITE_LEASE_MS      a process's lease on a task it took         30000
+//                        (a dead process's tasks come back within this)
 //   REDIS_LOCK_MS        a process's lock on a running task          30000
 //                        (a dead process's tasks come back within twice this)
 //
@@ -114,19 +119,27 @@ function sendEmails(): boolean | "noop" {
 function durable(dataDir: string): DurableSettings | undefined {
   const mode = process.env.DURABLE ?? "";
   const url = process.env.REDIS_URL ?? "";
-  if (!["", "redis", "kv", "off"].includes(mode)) {
+  if (!["", "sqlite", "redis", "kv", "off"].includes(mode)) {
     throw new RangeError(
-      `DURABLE must be "redis", "kv" or "off", received ${
+      `DURABLE must be "sqlite", "redis", "kv" or "off", received ${
         JSON.stringify(mode)
       }`,
     );
   }
   if (mode === "off" || (mode === "" && url === "")) return undefined;
   const concurrency = integer("DURABLE_CONCURRENCY", 4, 0, 64);
+  if (mode === "sqlite") {
+    return {
+      backend: "sqlite",
+      path: join(dataDir, "queue.sqlite"),
+      leaseDuration: integer("SQLITE_LEASE_MS", 30_000, 100, 600_000),
+      concurrency,
+    };
+  }
   if (mode === "kv") {
     if (typeof Deno === "undefined") {
       throw new RangeError(
-        "DURABLE=kv needs Deno (Deno KV); on Bun, set REDIS_URL instead",
+        "DURABLE=kv needs Deno (Deno KV); on Bun, use DURABLE=sqlite or set REDIS_URL",
       );
     }
     return {

@@ -1,7 +1,7 @@
 // The web process's side: store tasks and return at once. Here, a few orders
 // (one with an address that always fails, to show retries and a dead letter).
 //
-//   deno run -A --unstable-kv examples/durable/enqueue.ts [count]
+//   deno run -A examples/durable/enqueue.ts [count]
 //   REDIS_URL=redis://127.0.0.1:6379 bun examples/durable/enqueue.ts [count]
 
 import process from "node:process";

@@ -3,8 +3,9 @@
 // imports it, because handlers are code and cannot travel with the task.
 //
 // The backend is the one line that changes between a single machine and
-// many: Deno KV (a local file, no server) by default on Deno, Redis when
-// REDIS_URL is set (any runtime).
+// many: a SQLite file (no server, any runtime) by default, Redis when
+// REDIS_URL is set (any runtime, several machines), Deno KV with DURABLE=kv
+// (Deno only).
 
 import { mkdir } from "node:fs/promises";
 import process from "node:process";
@@ -13,6 +14,7 @@ import {
   type DurableBackend,
   DurableQueue,
   RedisBackend,
+  SqliteBackend,
 } from "@background/tasks/durable";
 
 /** An order, as the web process enqueues it. */
@@ -25,13 +27,11 @@ export interface Order {
 async function openBackend(): Promise<DurableBackend> {
   const url = process.env.REDIS_URL;
   if (url) return RedisBackend.open(url, { queue: "durable-example" });
-  if ((globalThis as { Deno?: unknown }).Deno === undefined) {
-    throw new Error(
-      "Set REDIS_URL (redis://127.0.0.1:6379): Deno KV exists only on Deno",
-    );
-  }
   await mkdir("./data", { recursive: true });
-  return DenoKvBackend.open("./data/durable-example.sqlite");
+  if (process.env.DURABLE === "kv") {
+    return DenoKvBackend.open("./data/durable-example.kv.sqlite");
+  }
+  return SqliteBackend.open("./data/durable-example.sqlite");
 }
 
 /** The queue, with every handler defined. */

@@ -3,7 +3,7 @@
 // what it could not finish. Start as many as you like, on as many machines
 // as share the backend.
 //
-//   deno run -A --unstable-kv examples/durable/worker.ts
+//   deno run -A examples/durable/worker.ts
 //   REDIS_URL=redis://127.0.0.1:6379 bun examples/durable/worker.ts
 
 import process from "node:process";

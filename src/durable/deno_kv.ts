@@ -7,9 +7,11 @@
 // - `seq` numbers the queue message that currently stands for the task; a
 //   delivery of any other message of the task is stale and acknowledged;
 // - `started` counts the attempts started;
-// - `phase` is "ready" (the message waits, or waits in this process for a
-//   free slot) or "running" (in a handler: if the message comes back, its
-//   process died or closed the database first, and the attempt counts).
+// - `phase` is "ready" (the message waits, waits in this process for a free
+//   slot, or waits in the manager for the task to start) or "running" (the
+//   delivery's `start()` recorded it, before the handler ran: if the message
+//   comes back, its process died or closed the database first, and the
+//   attempt counts).
 // Every change of plan replaces the message by a new one (seq + 1) in the
 // same transaction as the record: a retry (delayed by the backoff), a task
 // handed back by a stopping consumer (delayed by HAND_BACK_DELAY, so that the
@@ -30,6 +32,7 @@ import {
   type DurableMessage,
   type DurableReceiver,
   errorText,
+  type FreshTask,
   interrupted,
   type ListenOptions,
   retryDelay,
@@ -140,6 +143,8 @@ interface TaskMessage {
   kind: typeof ROOT;
   seq: number;
   message: DurableMessage;
+  /** Came due (a delay, a retry, a hand-back): served before fresh tasks. */
+  due?: boolean;
 }
 interface StoredDeadLetter {
   id: string;
@@ -154,6 +159,8 @@ interface Check {
   versionstamp: string | null;
 }
 interface Waiter {
+  /** Whether the task came due (a delay, a retry, a hand-back). */
+  readonly due: boolean;
   /** Hands the delivery a slot. */
   give(listener: Listener): void;
   /** Hands the task back: the backend is closing. */
@@ -200,13 +207,18 @@ const HAND_BACK_DELAY = 1000;
  * - a task is stored when `enqueue` resolves, in the same transaction as its
  *   attempt counter;
  * - a task whose process dies while it runs is delivered again, and the
- *   interrupted attempt counts: by the next process that opens the file once
+ *   interrupted attempt counts (one its process had taken but not started
+ *   does not): by the next process that opens the file once
  *   5 seconds have passed, or within about a minute by a process already
  *   consuming (Deno KV's own lease and clean-up period);
  * - a failed attempt is retried after `backoff * 2 ** (attempt - 1)` ms, and
  *   after the last one the task is kept under the dead-letter key;
  * - a task handed back by a stopping consumer runs again after 1 s (so that
  *   the stopping process does not take it back), its attempt not counted;
+ * - a task that came due (a delay, a retry, a hand-back) goes ahead of the
+ *   tasks without a delay that Deno KV has already handed this process (up
+ *   to 100), but not of those it has not: Deno KV delivers in the order
+ *   tasks came due;
  * - several processes may share one file (on one machine): each task goes to
  *   one of them at a time. Deno KV wakes a listener at once only for
  *   messages enqueued by its own process, and finds the others' about once a
@@ -228,8 +240,14 @@ export class DenoKvBackend implements DurableBackend {
   readonly #kv: KvDatabase;
   readonly #pollInterval: number;
   readonly #listeners: Listener[] = [];
-  /** Deliveries waiting for a free slot, oldest first. */
-  readonly #waiting: Waiter[] = [];
+  /**
+   * Deliveries waiting for a free slot, oldest first: those that came due
+   * (served first), and those enqueued without a delay.
+   */
+  readonly #waiting: { due: Waiter[]; fresh: Waiter[] } = {
+    due: [],
+    fresh: [],
+  };
   /** Writes in progress, which `close` lets finish. */
   readonly #writes: Set<Promise<unknown>> = new Set();
   #onError: (error: unknown) => void = (error) =>
@@ -319,13 +337,78 @@ export class DenoKvBackend implements DurableBackend {
         .check({ key, versionstamp: null })
         .set(key, state)
         .enqueue(
-          { kind: ROOT, seq: 1, message } satisfies TaskMessage,
+          { kind: ROOT, seq: 1, message, due: delay > 0 } satisfies TaskMessage,
           this.#enqueueOptions(message, delay),
         )
         .commit(),
     );
     if (!result.ok) {
       throw new Error(`A task with the id ${message.id} is already stored`);
+    }
+  }
+
+  /**
+   * Replaces a dead letter by a fresh task with its name and payload, in one
+   * atomic operation.
+   *
+   * @param id The dead letter's id.
+   * @param fresh The new task's id, attempts and backoff.
+   * @returns A promise of whether there was such a dead letter.
+   */
+  async retryDeadLetter(id: string, fresh: FreshTask): Promise<boolean> {
+    if (this.#closing) throw new Error("The DenoKvBackend is closed");
+    for (let tries = 0;; tries++) {
+      const entry = await this.#kv.get(deadKey(id));
+      if (entry.value === null) return false;
+      if (tries === MAX_TRIES) throw busy(id);
+      const stored = isTaskMessage(entry.value)
+        ? entry.value.message
+        : entry.value as StoredDeadLetter;
+      const message: DurableMessage = {
+        ...fresh,
+        name: stored.name,
+        payload: stored.payload,
+      };
+      const key = stateKey(message.id);
+      const state: State = { seq: 1, started: 0, phase: "ready" };
+      const result = await this.#write(
+        this.#kv.atomic()
+          .check({ key: deadKey(id), versionstamp: entry.versionstamp })
+          .check({ key, versionstamp: null })
+          .delete(deadKey(id))
+          .delete(stateKey(id))
+          .set(key, state)
+          .enqueue(
+            { kind: ROOT, seq: 1, message } satisfies TaskMessage,
+            this.#enqueueOptions(message, 0),
+          )
+          .commit(),
+      );
+      // Changed in between (read again), or gone.
+      if (result.ok) return true;
+    }
+  }
+
+  /**
+   * Removes a dead letter.
+   *
+   * @param id The dead letter's id.
+   * @returns A promise of whether there was such a dead letter.
+   */
+  async deleteDeadLetter(id: string): Promise<boolean> {
+    if (this.#closing) throw new Error("The DenoKvBackend is closed");
+    for (let tries = 0;; tries++) {
+      const entry = await this.#kv.get(deadKey(id));
+      if (entry.value === null) return false;
+      if (tries === MAX_TRIES) throw busy(id);
+      const result = await this.#write(
+        this.#kv.atomic()
+          .check({ key: deadKey(id), versionstamp: entry.versionstamp })
+          .delete(deadKey(id))
+          .delete(stateKey(id))
+          .commit(),
+      );
+      if (result.ok) return true;
     }
   }
 
@@ -400,7 +483,11 @@ export class DenoKvBackend implements DurableBackend {
       clearInterval(this.#poll);
       for (const listener of this.#listeners) listener.stopped = true;
       this.#listeners.length = 0;
-      for (const waiter of this.#waiting.splice(0)) waiter.abandon();
+      const waiting = [
+        ...this.#waiting.due.splice(0),
+        ...this.#waiting.fresh.splice(0),
+      ];
+      for (const waiter of waiting) waiter.abandon();
       while (this.#writes.size > 0) {
         await Promise.allSettled([...this.#writes]);
       }
@@ -515,7 +602,7 @@ export class DenoKvBackend implements DurableBackend {
       return;
     }
     const handBack = () => this.#handBack(check, raw, state.started);
-    const slot = await this.#slot(handBack);
+    const slot = await this.#slot(raw.due === true, handBack);
     if (slot === HANDED_BACK) return;
     if (slot === undefined) {
       await handBack();
@@ -524,15 +611,27 @@ export class DenoKvBackend implements DurableBackend {
     const listener = slot;
     try {
       const attempt = state.started + 1;
-      const running: State = { seq, started: attempt, phase: "running" };
-      const commit = await this.#write(
-        this.#kv.atomic().check(check).set(key, running).commit(),
-      );
-      // Changed by another delivery in between: the newer message wins.
-      if (!commit.ok) return;
-      check = { key, versionstamp: commit.versionstamp ?? null };
+      let started = false;
+      // The attempt counts once the task starts in its manager: recorded
+      // here, before the handler runs, never while it waits for a slot.
+      const start = async (): Promise<void> => {
+        if (started) return;
+        if (this.#shut) throw new Error("The DenoKvBackend is closed");
+        const running: State = { seq, started: attempt, phase: "running" };
+        const commit = await this.#write(
+          this.#kv.atomic().check(check).set(key, running).commit(),
+        );
+        if (!commit.ok) {
+          throw new Error(
+            `Durable task ${message.id} cannot start here: it was changed ` +
+              `by another delivery`,
+          );
+        }
+        check = { key, versionstamp: commit.versionstamp ?? null };
+        started = true;
+      };
       decided();
-      const outcome = await listener.receive({ message, attempt });
+      const outcome = await listener.receive({ message, attempt, start });
       if (this.#shut) return park();
       switch (outcome.status) {
         case "fulfilled":
@@ -556,10 +655,12 @@ export class DenoKvBackend implements DurableBackend {
           await this.#replace(
             check,
             raw,
-            attempt - 1,
+            started ? attempt - 1 : state.started,
             listener.stopped || this.#closing
               ? HAND_BACK_DELAY
-              : message.backoff,
+              : started
+              ? message.backoff
+              : 0,
           );
       }
     } finally {
@@ -575,6 +676,7 @@ export class DenoKvBackend implements DurableBackend {
    * closes) and resolves with its result.
    */
   #slot(
+    due: boolean,
     handBack: () => Promise<typeof HANDED_BACK>,
   ): Promise<Listener | undefined | typeof HANDED_BACK> {
     if (this.#closing) return Promise.resolve(undefined);
@@ -585,20 +687,22 @@ export class DenoKvBackend implements DurableBackend {
     }
     if (this.#listeners.length === 0) return Promise.resolve(undefined);
     return new Promise((resolve) =>
-      this.#waiting.push({
+      this.#waiting[due ? "due" : "fresh"].push({
+        due,
         give: resolve,
         abandon: () => resolve(handBack()),
       })
     );
   }
 
-  /** Gives free slots to waiting deliveries. */
+  /** Gives free slots to waiting deliveries, those that came due first. */
   #grant(): void {
-    while (this.#waiting.length > 0) {
+    const { due, fresh } = this.#waiting;
+    while (due.length + fresh.length > 0) {
       const free = this.#free();
       if (free === undefined) return;
       free.running++;
-      this.#waiting.shift()!.give(free);
+      (due.length > 0 ? due : fresh).shift()!.give(free);
     }
   }
 
@@ -629,7 +733,12 @@ export class DenoKvBackend implements DurableBackend {
         .check(check)
         .set(check.key, state)
         .enqueue(
-          { kind: ROOT, seq, message: raw.message } satisfies TaskMessage,
+          {
+            kind: ROOT,
+            seq,
+            message: raw.message,
+            due: true,
+          } satisfies TaskMessage,
           this.#enqueueOptions(raw.message, delay),
         )
         .commit(),
@@ -710,6 +819,15 @@ export class DenoKvBackend implements DurableBackend {
     await this.#replace(check, raw, started, HAND_BACK_DELAY);
     return HANDED_BACK;
   }
+}
+
+/** How many times a dead-letter tool reads again a letter changed under it. */
+const MAX_TRIES = 10;
+
+function busy(id: string): Error {
+  return new Error(
+    `The dead letter ${id} kept changing while it was read ${MAX_TRIES} times`,
+  );
 }
 
 function checkPollInterval(where: string, options: unknown): void {

@@ -21,6 +21,7 @@ import {
   type DurableMessage,
   type DurableOutcome,
   type DurableReceiver,
+  type FreshTask,
   MAX_DELAY,
 } from "./backend.ts";
 import { jsonCopy } from "./_json.ts";
@@ -59,8 +60,10 @@ export type DurableHandler<P = unknown> = (
 export interface DurableQueueOptions {
   /**
    * How many times a task is tried before it becomes a dead letter, unless
-   * `enqueue` says otherwise. An attempt interrupted by the death of its
-   * process counts.
+   * `enqueue` says otherwise. An attempt counts once its handler starts: an
+   * attempt interrupted by the death of its process counts; a task that its
+   * consumer had taken but not started (it waited in the manager for a
+   * slot) does not, whether the consumer handed it back or died.
    *
    * @default {3}
    */
@@ -85,7 +88,10 @@ export interface DurableQueueOptions {
 export interface EnqueueOptions {
   /**
    * Milliseconds to wait before the task may run: 0 up to 30 days. It runs
-   * not before, and as soon after as a worker is free.
+   * not before, and as soon after as a consumer has a free slot: once due,
+   * it goes ahead of every task that waits without a delay (on
+   * {@linkcode DenoKvBackend}, of those Deno KV has handed the process: up
+   * to 100).
    *
    * @default {0}
    */
@@ -104,7 +110,8 @@ export interface ConsumeOptions {
    * How many of the queue's tasks this consumer hands to the manager at once,
    * running or waiting there for a slot. Give it the manager's
    * `concurrency`: a higher number holds tasks in this process that another
-   * worker could run, a lower one leaves slots idle.
+   * worker could run (they are not counted as attempts until they start, even
+   * if this process dies), a lower one leaves slots idle.
    *
    * @default {1}
    */
@@ -119,6 +126,17 @@ export interface DeadLettersOptions {
    * @default {100}
    */
   limit?: number;
+}
+
+/** Options for {@linkcode DurableQueue.prototype.retryDeadLetter}. */
+export interface RetryDeadLetterOptions {
+  /**
+   * How many times to try the fresh task before it becomes a dead letter
+   * again.
+   *
+   * @default {the queue's `attempts`}
+   */
+  attempts?: number;
 }
 
 /** Options for {@linkcode DurableQueue.prototype.close}. */
@@ -216,7 +234,8 @@ export class DurableQueue implements AsyncDisposable {
    * called.
    *
    * @param backend Where tasks are stored: a {@linkcode MemoryBackend},
-   * {@linkcode DenoKvBackend} or {@linkcode RedisBackend}.
+   * {@linkcode DenoKvBackend}, {@linkcode SqliteBackend} or
+   * {@linkcode RedisBackend}.
    * @param options Default `attempts` and `backoff`, and `onError`.
    * @throws {TypeError} A backend that is not one, an option of the wrong type.
    * @throws {RangeError} An `attempts` or `backoff` out of range.
@@ -228,10 +247,12 @@ export class DurableQueue implements AsyncDisposable {
       typeof backend.enqueue !== "function" ||
       typeof backend.listen !== "function" ||
       typeof backend.deadLetters !== "function" ||
+      typeof backend.retryDeadLetter !== "function" ||
+      typeof backend.deleteDeadLetter !== "function" ||
       typeof backend.close !== "function"
     ) {
       throw new TypeError(
-        `${where}: 'backend' must be a DurableBackend (an object with enqueue, listen, deadLetters and close), received ${
+        `${where}: 'backend' must be a DurableBackend (an object with enqueue, listen, deadLetters, retryDeadLetter, deleteDeadLetter and close), received ${
           show(backend)
         }`,
       );
@@ -403,7 +424,8 @@ export class DurableQueue implements AsyncDisposable {
 
   /**
    * The tasks that ran out of attempts, most recent first. They stay in the
-   * backend until you remove them with the engine's own tools.
+   * backend until {@linkcode DurableQueue.prototype.retryDeadLetter} or
+   * {@linkcode DurableQueue.prototype.deleteDeadLetter} removes them.
    *
    * @param options The most to return.
    * @returns A promise of the dead letters.
@@ -425,6 +447,108 @@ export class DurableQueue implements AsyncDisposable {
     checkOptions(where, options);
     COUNT.check(where, "limit", options.limit);
     return this.#backend.deadLetters(options.limit ?? 100);
+  }
+
+  /**
+   * Runs a dead letter again, as a fresh task: a new id, the dead letter's
+   * name and payload, the queue's `attempts` (or `options.attempts`) and
+   * `backoff`, delivered at once; the dead letter is removed in the same
+   * step where the backend allows (on Redis, just after the new task is
+   * stored: a crash in between leaves both). The name need not have a
+   * handler in this process.
+   *
+   * @param id A dead letter's id, as `deadLetters()` lists it.
+   * @param options How many attempts the fresh task has.
+   * @returns A promise of the fresh task's id, or of `undefined` when there
+   * is no dead letter with that id (never was, or it was already retried or
+   * deleted): nothing is stored then.
+   * @throws {TypeError} An `id` that is not a non-empty string, an option of
+   * the wrong type (at once, before anything is read).
+   * @throws {RangeError} An `attempts` out of range.
+   * @throws {Error} The queue is closed.
+   *
+   * @example Retry what failed, once the cause is fixed
+   * ```ts
+   * import { TaskManager } from "@background/tasks";
+   * import { DurableQueue, MemoryBackend } from "@background/tasks/durable";
+   * import assert from "node:assert/strict";
+   *
+   * const queue = new DurableQueue(new MemoryBackend(), { attempts: 1 });
+   * let mailServerUp = false;
+   * const sent: string[] = [];
+   * queue.define("send", (to: string) => {
+   *   if (!mailServerUp) throw new Error("mail server down");
+   *   sent.push(to);
+   * });
+   * const tasks = new TaskManager({ onError: () => {} });
+   * let settled = 0;
+   * const twice = new Promise<void>((resolve) =>
+   *   tasks.addEventListener("settle", () => {
+   *     if (++settled === 2) resolve();
+   *   }));
+   * queue.consume(tasks);
+   * await queue.enqueue("send", "ada@example.com");
+   * let letters = await queue.deadLetters();
+   * while (letters.length === 0) {
+   *   await new Promise((resolve) => setTimeout(resolve, 1));
+   *   letters = await queue.deadLetters();
+   * }
+   * mailServerUp = true;
+   * const id = await queue.retryDeadLetter(letters[0].id);
+   * assert.equal(typeof id, "string");
+   * await twice;
+   * assert.deepEqual(sent, ["ada@example.com"]);
+   * assert.deepEqual(await queue.deadLetters(), []);
+   * assert.equal(await queue.retryDeadLetter(letters[0].id), undefined);
+   * await tasks.shutdown();
+   * await queue.close();
+   * ```
+   */
+  retryDeadLetter(
+    id: string,
+    options: RetryDeadLetterOptions = {},
+  ): Promise<string | undefined> {
+    const where = "Cannot retry dead letter";
+    NAME.require(where, "id", id);
+    checkOptions(where, options);
+    COUNT.check(where, "attempts", options.attempts);
+    if (this.#closed) throw new Error(`${where}: the DurableQueue is closed`);
+    const fresh: FreshTask = {
+      id: crypto.randomUUID(),
+      attempts: options.attempts ?? this.#attempts,
+      backoff: this.#backoff,
+      enqueuedAt: Date.now(),
+    };
+    return this.#backend.retryDeadLetter(id, fresh).then((found) =>
+      found ? fresh.id : undefined
+    );
+  }
+
+  /**
+   * Removes a dead letter for good.
+   *
+   * @param id A dead letter's id, as `deadLetters()` lists it.
+   * @returns A promise of `true` when it was removed, `false` when there is
+   * no dead letter with that id (never was, or already retried or deleted).
+   * @throws {TypeError} An `id` that is not a non-empty string.
+   * @throws {Error} The queue is closed.
+   *
+   * @example Unknown ids are not an error
+   * ```ts
+   * import { DurableQueue, MemoryBackend } from "@background/tasks/durable";
+   * import assert from "node:assert/strict";
+   *
+   * const queue = new DurableQueue(new MemoryBackend());
+   * assert.equal(await queue.deleteDeadLetter("no-such-id"), false);
+   * assert.throws(() => queue.deleteDeadLetter(""), TypeError);
+   * await queue.close();
+   * ```
+   */
+  deleteDeadLetter(id: string): Promise<boolean> {
+    const where = "Cannot delete dead letter";
+    NAME.require(where, "id", id);
+    if (this.#closed) throw new Error(`${where}: the DurableQueue is closed`);
+    return this.#backend.deleteDeadLetter(id);
   }
 
   /**
@@ -529,6 +653,13 @@ async function settledWithin(
   }
 }
 
+/** A delivery waiting for its task's outcome. */
+interface Waiting {
+  resolve: (outcome: DurableOutcome) => void;
+  /** Its start is recorded: the handler was called. */
+  started: boolean;
+}
+
 /**
  * One `consume` call: turns deliveries into tasks of one manager, and their
  * `settle` events into outcomes. The `settle` listener (rather than reading a
@@ -541,7 +672,7 @@ class Consumer {
   readonly #onError: (error: unknown) => void;
   readonly #forget: () => void;
   /** Manager task id -> the delivery waiting for its outcome. */
-  readonly #waiting: Map<string, (outcome: DurableOutcome) => void> = new Map();
+  readonly #waiting: Map<string, Waiting> = new Map();
   #stopped: Promise<void> | undefined;
   #drained: PromiseWithResolvers<void> | undefined;
   #attached = true;
@@ -567,19 +698,28 @@ class Consumer {
     }
     const handler = this.#handlers.get(message.name);
     if (handler === undefined) {
-      return Promise.resolve({
-        status: "rejected",
-        error: new Error(
-          `No handler is defined for durable task ${
-            JSON.stringify(message.name)
-          } in this process`,
-        ),
-      });
+      // An attempt that fails at once, so that a task no process can run
+      // ends as a dead letter.
+      const error = new Error(
+        `No handler is defined for durable task ${
+          JSON.stringify(message.name)
+        } in this process`,
+      );
+      return delivery.start().then(
+        (): DurableOutcome => ({ status: "rejected", error }),
+        () => RELEASED,
+      );
     }
+    const waiting: Waiting = { resolve: () => {}, started: false };
     let task: TaskHandle;
     try {
-      task = this.#manager.run(message.name, ({ signal }) =>
-        handler(
+      // The attempt counts from here: recorded before the handler runs, and
+      // only once the manager starts the task (not while it waits there).
+      task = this.#manager.run(message.name, async ({ signal }) => {
+        await delivery.start();
+        waiting.started = true;
+        signal.throwIfAborted();
+        return await handler(
           message.payload as never,
           {
             signal,
@@ -588,25 +728,35 @@ class Consumer {
             attempt,
             attempts: message.attempts,
           },
-        ));
+        );
+      });
     } catch {
       // The manager shut down in between.
       void this.stop();
       return Promise.resolve(RELEASED);
     }
-    return new Promise((resolve) => this.#waiting.set(task.id, resolve));
+    return new Promise((resolve) => {
+      waiting.resolve = resolve;
+      this.#waiting.set(task.id, waiting);
+    });
   };
 
   readonly #onSettle = (event: TaskEvent): void => {
-    const resolve = this.#waiting.get(event.task.id);
-    if (resolve === undefined) return;
+    const waiting = this.#waiting.get(event.task.id);
+    if (waiting === undefined) return;
     this.#waiting.delete(event.task.id);
+    const { resolve } = waiting;
     switch (event.task.status) {
       case "fulfilled":
         resolve({ status: "fulfilled" });
         break;
       case "rejected":
-        resolve({ status: "rejected", error: event.error });
+        // A task whose start could not be recorded never ran its handler.
+        resolve(
+          waiting.started
+            ? { status: "rejected", error: event.error }
+            : RELEASED,
+        );
         break;
       default:
         // Cancelled by shutdown: take no more, so the task goes to others.
@@ -650,7 +800,7 @@ class Consumer {
    * delivers them again (the task may still be running here).
    */
   release(): void {
-    for (const resolve of this.#waiting.values()) resolve(RELEASED);
+    for (const waiting of this.#waiting.values()) waiting.resolve(RELEASED);
     this.#waiting.clear();
   }
 

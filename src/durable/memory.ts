@@ -9,6 +9,7 @@ import {
   type DurableOutcome,
   type DurableReceiver,
   errorText,
+  type FreshTask,
   type ListenOptions,
   retryDelay,
 } from "./backend.ts";
@@ -19,6 +20,9 @@ interface Entry {
   /** Attempts started so far. */
   started: number;
 }
+
+/** Where a task waits: `fresh` if enqueued without a delay, else `due`. */
+type Lane = "fresh" | "due";
 
 interface Listener {
   readonly receive: DurableReceiver;
@@ -66,8 +70,10 @@ interface Listener {
  * ```
  */
 export class MemoryBackend implements DurableBackend {
-  /** Ready to deliver, oldest first. */
-  readonly #ready: Entry[] = [];
+  /** Came due (a delay, a backoff, a hand-back): delivered first, oldest first. */
+  readonly #due: Entry[] = [];
+  /** Enqueued without a delay, oldest first. */
+  readonly #fresh: Entry[] = [];
   readonly #timers: Set<ReturnType<typeof setTimeout>> = new Set();
   readonly #listeners: Listener[] = [];
   readonly #dead: DeadLetter[] = [];
@@ -86,7 +92,7 @@ export class MemoryBackend implements DurableBackend {
     if (this.#closed) {
       return Promise.reject(new Error("The MemoryBackend is closed"));
     }
-    this.#schedule({ message, started: 0 }, delay);
+    this.#schedule({ message, started: 0 }, delay, delay > 0 ? "due" : "fresh");
     return Promise.resolve();
   }
 
@@ -133,6 +139,37 @@ export class MemoryBackend implements DurableBackend {
   }
 
   /**
+   * Replaces a dead letter by a fresh task with its name and payload.
+   *
+   * @param id The dead letter's id.
+   * @param fresh The new task's id, attempts and backoff.
+   * @returns A promise of whether there was such a dead letter.
+   */
+  retryDeadLetter(id: string, fresh: FreshTask): Promise<boolean> {
+    if (this.#closed) {
+      return Promise.reject(new Error("The MemoryBackend is closed"));
+    }
+    const index = this.#dead.findIndex((letter) => letter.id === id);
+    if (index === -1) return Promise.resolve(false);
+    const [letter] = this.#dead.splice(index, 1);
+    const message = { ...fresh, name: letter.name, payload: letter.payload };
+    this.#schedule({ message, started: 0 }, 0, "fresh");
+    return Promise.resolve(true);
+  }
+
+  /**
+   * Removes a dead letter.
+   *
+   * @param id The dead letter's id.
+   * @returns A promise of whether there was such a dead letter.
+   */
+  deleteDeadLetter(id: string): Promise<boolean> {
+    const index = this.#dead.findIndex((letter) => letter.id === id);
+    if (index !== -1) this.#dead.splice(index, 1);
+    return Promise.resolve(index !== -1);
+  }
+
+  /**
    * Stops delivering and forgets every stored task (dead letters stay
    * readable).
    *
@@ -144,15 +181,15 @@ export class MemoryBackend implements DurableBackend {
     this.#timers.clear();
     for (const listener of this.#listeners) listener.stopped = true;
     this.#listeners.length = 0;
-    this.#ready.length = 0;
+    this.#due.length = 0;
+    this.#fresh.length = 0;
     return Promise.resolve();
   }
 
-  #schedule(entry: Entry, delay: number, first = false): void {
+  #schedule(entry: Entry, delay: number, lane: Lane): void {
     if (this.#closed) return;
     if (delay <= 0) {
-      if (first) this.#ready.unshift(entry);
-      else this.#ready.push(entry);
+      (lane === "due" ? this.#due : this.#fresh).push(entry);
       this.#pump();
       return;
     }
@@ -161,7 +198,7 @@ export class MemoryBackend implements DurableBackend {
     const step = Math.min(delay, MAX_TIMEOUT);
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      this.#schedule(entry, delay - step);
+      this.#schedule(entry, delay - step, "due");
     }, step);
     this.#timers.add(timer);
   }
@@ -172,10 +209,13 @@ export class MemoryBackend implements DurableBackend {
     this.#pumpScheduled = true;
     queueMicrotask(() => {
       this.#pumpScheduled = false;
-      while (this.#ready.length > 0 && !this.#closed) {
+      while (this.#due.length + this.#fresh.length > 0 && !this.#closed) {
         const listener = this.#freeListener();
         if (listener === undefined) return;
-        this.#deliver(listener, this.#ready.shift()!);
+        const entry = this.#due.length > 0
+          ? this.#due.shift()!
+          : this.#fresh.shift()!;
+        this.#deliver(listener, entry);
       }
     });
   }
@@ -195,17 +235,26 @@ export class MemoryBackend implements DurableBackend {
 
   #deliver(listener: Listener, entry: Entry): void {
     listener.running++;
-    const attempt = ++entry.started;
+    let started = false;
     // Each attempt gets its own copy, as from a backend that stores JSON: a
     // handler that changes its payload changes nothing stored.
     const message = { ...entry.message, payload: copy(entry.message.payload) };
-    listener.receive({ message, attempt })
+    const start = (): Promise<void> => {
+      if (started) return Promise.resolve();
+      if (this.#closed) {
+        return Promise.reject(new Error("The MemoryBackend is closed"));
+      }
+      started = true;
+      entry.started++;
+      return Promise.resolve();
+    };
+    listener.receive({ message, attempt: entry.started + 1, start })
       .then(
-        (outcome) => this.#record(listener, entry, outcome),
+        (outcome) => this.#record(listener, entry, outcome, started),
         (error) => {
           // A receiver must not reject; keep the task as if released.
           listener.onError(error);
-          this.#record(listener, entry, { status: "released" });
+          this.#record(listener, entry, { status: "released" }, started);
         },
       )
       .finally(() => {
@@ -214,14 +263,23 @@ export class MemoryBackend implements DurableBackend {
       });
   }
 
-  #record(listener: Listener, entry: Entry, outcome: DurableOutcome): void {
+  #record(
+    listener: Listener,
+    entry: Entry,
+    outcome: DurableOutcome,
+    started: boolean,
+  ): void {
     const { message } = entry;
     switch (outcome.status) {
       case "fulfilled":
         return;
       case "rejected":
         if (entry.started < message.attempts) {
-          this.#schedule(entry, retryDelay(message.backoff, entry.started));
+          this.#schedule(
+            entry,
+            retryDelay(message.backoff, entry.started),
+            "due",
+          );
         } else {
           this.#dead.push({
             id: message.id,
@@ -234,10 +292,15 @@ export class MemoryBackend implements DurableBackend {
         }
         return;
       case "released":
-        entry.started--;
-        // A stopping listener hands it to the others at once; a cancelled
-        // task waits one backoff before it runs again.
-        this.#schedule(entry, listener.stopped ? 0 : message.backoff, true);
+        if (started) entry.started--;
+        // A stopping listener, or a task that never started, goes to the
+        // others at once; a cancelled task waits one backoff before it runs
+        // again.
+        this.#schedule(
+          entry,
+          listener.stopped || !started ? 0 : message.backoff,
+          "due",
+        );
     }
   }
 }

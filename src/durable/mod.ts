@@ -4,10 +4,12 @@
  *
  * An in-process manager loses its queue when the process dies, and runs
  * everything on one machine. A {@linkcode DurableQueue} stores each task in a
- * backend first (Deno KV, Redis through BullMQ, or memory for tests), and
- * workers take them from there: delivery is at least once, failures are
- * retried with exponential backoff, and a task that runs out of attempts is
- * kept as a dead letter, never dropped.
+ * backend first (a SQLite file shared by the processes of one machine, on
+ * every runtime; Redis through BullMQ, for several machines; Deno KV; or
+ * memory for tests), and workers take them from there: delivery is at least
+ * once, failures are retried with exponential backoff, and a task that runs
+ * out of attempts is kept as a dead letter, never dropped, until you retry
+ * or delete it.
  *
  * Functions cannot travel between machines, so each kind of task is a named
  * handler, {@linkcode DurableQueue.prototype.define | define}d in every
@@ -15,8 +17,10 @@
  * is a handler name and a JSON payload.
  *
  * This module is not imported by the core (`@background/tasks`), which has no
- * dependencies; the Redis backend loads `bullmq` and `ioredis` only when it is
- * opened.
+ * dependencies; the Redis backend loads `bullmq` and `ioredis` (peer
+ * dependencies, installed by the application) only when it is opened, and the
+ * SQLite backend loads the runtime's own SQLite module (`node:sqlite` on Deno
+ * and Node, `bun:sqlite` on Bun) only when it is opened.
  *
  * @example Enqueue in one place, run through a TaskManager in another
  * ```ts
@@ -25,7 +29,7 @@
  * import assert from "node:assert/strict";
  *
  * // One module, imported by the web process and the workers. In production
- * // the backend is `await RedisBackend.open(url)` or `await DenoKvBackend.open(path)`.
+ * // the backend is `await SqliteBackend.open(path)` or `await RedisBackend.open(url)`.
  * const queue = new DurableQueue(new MemoryBackend());
  * const outbox: string[] = [];
  * queue.define("send-confirmation", async (order: { id: string }, { signal }) => {
@@ -59,6 +63,7 @@ export {
   DurableQueue,
   type DurableQueueOptions,
   type EnqueueOptions,
+  type RetryDeadLetterOptions,
 } from "./durable_queue.ts";
 export type {
   DeadLetter,
@@ -68,6 +73,7 @@ export type {
   DurableMessage,
   DurableOutcome,
   DurableReceiver,
+  FreshTask,
   ListenOptions,
 } from "./backend.ts";
 export { MemoryBackend } from "./memory.ts";
@@ -80,3 +86,4 @@ export {
   type KvKey,
 } from "./deno_kv.ts";
 export { RedisBackend, type RedisBackendOptions } from "./redis.ts";
+export { SqliteBackend, type SqliteBackendOptions } from "./sqlite.ts";

@@ -3,10 +3,23 @@
 // connection. Both packages are loaded by `RedisBackend.open`, never by the
 // mere import of `@background/tasks/durable`.
 //
-// Attempts: BullMQ counts failed attempts (`attemptsMade`) and, apart,
-// attempts whose worker died (`stalledCounter`); here both count, so a task
+// Attempts: BullMQ counts failed attempts (`attemptsMade`) and, apart, jobs
+// whose worker died (`stalledCounter`), whether their handler had started or
+// not. Neither is ours: the job's `progress` field (which we use for nothing
+// else) counts the attempts started, raised by a delivery's `start()` (a
+// small script that checks the worker still holds the job's lock) before the
+// handler runs, and lowered when a started attempt is handed back. So a task
 // that kills its worker every time ends as a dead letter as a failing one
-// does. BullMQ's own stall limit is set out of the way for that.
+// does, and a task its worker took but never started keeps its attempts.
+// BullMQ's own stall limit is set out of the way for that, and the retry's
+// backoff is computed from our count.
+//
+// Order: tasks enqueued without a delay are BullMQ jobs of priority 1 (its
+// prioritized set, FIFO within a priority); a delayed task is a job of no
+// priority, and `start()` sets a job's priority to none. BullMQ serves its
+// wait list (jobs of no priority: due delayed jobs, retries, stalled and
+// handed-back jobs) before its prioritized set, so a task that comes due goes
+// ahead of every task waiting without a delay.
 
 import type { Job, Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
@@ -17,6 +30,7 @@ import {
   type DurableMessage,
   type DurableReceiver,
   errorText,
+  type FreshTask,
   interrupted,
   type ListenOptions,
   retryDelay,
@@ -56,6 +70,8 @@ const LOCK_DURATION = new NumberRule(
 );
 
 type BullMQ = typeof import("bullmq");
+/** What the backend uses of `ioredis`. */
+type IORedis = { Redis: typeof Redis };
 
 interface Listener {
   readonly worker: Worker;
@@ -67,6 +83,38 @@ interface Listener {
 /** BullMQ's stall limit, set so high that our attempt count decides. */
 const NO_STALL_LIMIT = 1_000_000;
 
+/** The priority of tasks enqueued without a delay: after BullMQ's wait list. */
+const FRESH_PRIORITY = 1;
+
+/**
+ * Counts a started attempt, if this worker still holds the job's lock:
+ * KEYS[1] the job's hash, KEYS[2] its lock; ARGV[1] the lock's token,
+ * ARGV[2] 1 to count an attempt, -1 to take one back. Returns the count, or
+ * -1 without the lock. Counting also takes the job's priority away, so that
+ * whatever brings it back (a retry, a stall, a hand-back) puts it with the
+ * tasks that came due.
+ */
+const COUNT_ATTEMPT = `
+if redis.call("GET", KEYS[2]) ~= ARGV[1] then return -1 end
+if ARGV[2] == "1" then redis.call("HSET", KEYS[1], "priority", 0) end
+return redis.call("HINCRBY", KEYS[1], "progress", ARGV[2])`;
+
+/** Our client, with the script above as a command. */
+type Client = Redis & {
+  backgroundTasksCount(
+    job: string,
+    lock: string,
+    token: string,
+    change: string,
+  ): Promise<number>;
+};
+
+/** The attempts a job has started, as `progress` keeps them. */
+function startedOf(job: Pick<Job, "progress">): number {
+  const started = Number(job.progress);
+  return Number.isInteger(started) && started > 0 ? started : 0;
+}
+
 /**
  * A {@linkcode DurableBackend} on Redis, through BullMQ and ioredis: for
  * several machines. Works on Deno, Bun and Node (BullMQ 6 with ioredis 5).
@@ -77,15 +125,19 @@ const NO_STALL_LIMIT = 1_000_000;
  * - each task goes to one worker at a time, which holds a lock on it and
  *   renews it while the task runs; when the worker dies, the lock lapses and
  *   a live worker's stalled-job check delivers the task again, within about
- *   twice `lockDuration`; the interrupted attempt counts;
- * - a failed attempt is retried after `backoff * 2 ** (failures - 1)` ms,
- *   and after the last attempt the task is kept in BullMQ's failed set: the
- *   dead letters;
+ *   twice `lockDuration`; the interrupted attempt counts if it had started
+ *   (its start is recorded in the job's `progress` field before the handler
+ *   runs), not if the task only waited in the worker's manager;
+ * - a failed attempt is retried after `backoff * 2 ** (attempt - 1)` ms,
+ *   counting every started attempt, and after the last attempt the task is
+ *   kept in BullMQ's failed set: the dead letters;
+ * - a delayed task, once due, goes ahead of the tasks waiting without a
+ *   delay (those are BullMQ jobs of priority 1; see the file's header);
  * - a task handed back by a stopping worker goes back to the waiting list
  *   at once, for another worker, without counting the attempt.
  *
- * Completed tasks are removed; dead letters stay until you remove them (with
- * BullMQ's `Queue.clean` or its dashboard tools). Redis itself must keep its
+ * Completed tasks are removed; dead letters stay until you retry or delete
+ * them (`queue.retryDeadLetter(id)`, `queue.deleteDeadLetter(id)`). Redis itself must keep its
  * data across restarts (AOF or RDB persistence) for tasks to survive a restart
  * of the server.
  *
@@ -100,7 +152,7 @@ const NO_STALL_LIMIT = 1_000_000;
  */
 export class RedisBackend implements DurableBackend {
   readonly #bullmq: BullMQ;
-  readonly #client: Redis;
+  readonly #client: Client;
   readonly #queue: Queue;
   readonly #name: string;
   readonly #lockDuration: number;
@@ -111,7 +163,9 @@ export class RedisBackend implements DurableBackend {
 
   /**
    * Connects to Redis and opens the BullMQ queue. Loads `bullmq` and
-   * `ioredis`, which the application must have installed.
+   * `ioredis`, peer dependencies that the application installs: on Bun and
+   * Node `npm install bullmq ioredis`; on Deno, `npm:` specifiers for both in
+   * the application's import map (`deno add npm:bullmq npm:ioredis`).
    *
    * @param url A Redis URL: `redis://[[user]:password@]host[:port][/db]`, or
    * `rediss://` for TLS.
@@ -147,10 +201,7 @@ export class RedisBackend implements DurableBackend {
     }
     // Redis takes the lock's length in whole milliseconds only.
     LOCK_DURATION.check(where, "lockDuration", options.lockDuration);
-    const [bullmq, { Redis }] = await Promise.all([
-      import("bullmq"),
-      import("ioredis"),
-    ]);
+    const [bullmq, { Redis }] = await loadClients(where);
     // Reconnect after a lost connection, but fail at once if the first
     // connection fails.
     let opening = true;
@@ -177,11 +228,15 @@ export class RedisBackend implements DurableBackend {
         { cause },
       );
     }
+    client.defineCommand("backgroundTasksCount", {
+      numberOfKeys: 2,
+      lua: COUNT_ATTEMPT,
+    });
     const queue = new bullmq.Queue(name, { connection: client });
     queue.on("error", (error: unknown) => backend.#onError(error));
     const backend = new RedisBackend(
       bullmq,
-      client,
+      client as Client,
       queue,
       name,
       options.lockDuration ?? 30_000,
@@ -191,7 +246,7 @@ export class RedisBackend implements DurableBackend {
 
   private constructor(
     bullmq: BullMQ,
-    client: Redis,
+    client: Client,
     queue: Queue,
     name: string,
     lockDuration: number,
@@ -218,11 +273,61 @@ export class RedisBackend implements DurableBackend {
       jobId: message.id,
       timestamp: message.enqueuedAt,
       delay,
+      // Delayed: no priority, so that it goes ahead of the waiting tasks
+      // once due.
+      priority: delay > 0 ? undefined : FRESH_PRIORITY,
       attempts: message.attempts,
       backoff: { type: BACKOFF, delay: message.backoff },
       removeOnComplete: true,
       removeOnFail: false,
     });
+  }
+
+  /**
+   * Adds a fresh job with the dead letter's name and payload, then removes
+   * the dead letter (a crash in between leaves both).
+   *
+   * @param id The dead letter's id.
+   * @param fresh The new task's id, attempts and backoff.
+   * @returns A promise of whether there was such a dead letter.
+   */
+  async retryDeadLetter(id: string, fresh: FreshTask): Promise<boolean> {
+    const letter = await this.#deadLetter(id);
+    if (letter === undefined) return false;
+    await this.enqueue(
+      { ...fresh, name: letter.name, payload: letter.data },
+      0,
+    );
+    if (await this.#remove(letter)) return true;
+    // Another call retried or deleted it in between: take ours back.
+    await this.#queue.remove(fresh.id).catch(() => {});
+    return false;
+  }
+
+  /**
+   * Removes a dead letter (a job of BullMQ's failed set).
+   *
+   * @param id The dead letter's id.
+   * @returns A promise of whether there was such a dead letter.
+   */
+  async deleteDeadLetter(id: string): Promise<boolean> {
+    const letter = await this.#deadLetter(id);
+    return letter !== undefined && await this.#remove(letter);
+  }
+
+  /** The failed job `id`, or `undefined`. */
+  async #deadLetter(id: string): Promise<Job | undefined> {
+    if (this.#closing !== undefined) {
+      throw new Error("The RedisBackend is closed");
+    }
+    const job: Job | undefined = await this.#queue.getJob(id);
+    if (job === undefined || job === null) return undefined;
+    return await job.isFailed() ? job : undefined;
+  }
+
+  /** Removes a failed job; false if it was gone already. */
+  async #remove(job: Job): Promise<boolean> {
+    return await this.#queue.remove(job.id!) === 1;
   }
 
   /**
@@ -239,8 +344,9 @@ export class RedisBackend implements DurableBackend {
     // deno-lint-ignore prefer-const
     let listener: Listener;
     const processor = async (job: Job, token?: string): Promise<void> => {
+      let started = false;
       const handBack = async (): Promise<never> => {
-        if (listener.stopped) {
+        if (listener.stopped || !started) {
           await job.moveToWait(token);
           throw new WaitingError();
         }
@@ -249,10 +355,11 @@ export class RedisBackend implements DurableBackend {
       };
       if (listener.stopped) return handBack();
       const attempts = job.opts.attempts ?? 1;
-      const attempt = job.attemptsMade + job.stalledCounter + 1;
-      if (attempt > attempts) {
-        throw new UnrecoverableError(interrupted(attempt - 1));
+      const before = startedOf(job);
+      if (before >= attempts) {
+        throw new UnrecoverableError(interrupted(before));
       }
+      const attempt = before + 1;
       const message: DurableMessage = {
         id: job.id!,
         name: job.name,
@@ -261,10 +368,34 @@ export class RedisBackend implements DurableBackend {
         backoff: backoffOf(job),
         enqueuedAt: job.timestamp,
       };
+      const lock = [
+        this.#queue.toKey(job.id!),
+        `${this.#queue.toKey(job.id!)}:lock`,
+      ] as const;
+      const start = async (): Promise<void> => {
+        if (started) return;
+        if (this.#closing !== undefined) {
+          throw new Error("The RedisBackend is closed");
+        }
+        const count = await this.#client.backgroundTasksCount(
+          ...lock,
+          token ?? "",
+          "1",
+        );
+        if (count < 0) {
+          throw new Error(
+            `Durable task ${job.id} cannot start here: this worker lost its ` +
+              `lock on it, and another may have taken it`,
+          );
+        }
+        started = true;
+        // What the backoff strategy reads, if the attempt fails.
+        job.progress = count;
+      };
       listener.pending++;
       let outcome;
       try {
-        outcome = await receive({ message, attempt });
+        outcome = await receive({ message, attempt, start });
       } finally {
         listener.pending--;
       }
@@ -276,12 +407,15 @@ export class RedisBackend implements DurableBackend {
           // error's name, as on the other backends.
           const text = errorText(outcome.error);
           // BullMQ would retry on its own count, which leaves out stalls.
-          if (attempt >= attempts) throw new UnrecoverableError(text);
+          if (startedOf(job) >= attempts) throw new UnrecoverableError(text);
           throw outcome.error instanceof Error && outcome.error.message !== ""
             ? outcome.error
             : new Error(text);
         }
         case "released":
+          if (started) {
+            await this.#client.backgroundTasksCount(...lock, token ?? "", "-1");
+          }
           return handBack();
       }
     };
@@ -292,14 +426,18 @@ export class RedisBackend implements DurableBackend {
       stalledInterval: this.#lockDuration,
       maxStalledCount: NO_STALL_LIMIT,
       settings: {
-        // BullMQ's own "exponential" has no cap; a retry waits 30 days at
-        // most, as on the other backends.
+        // By our count of started attempts (BullMQ's `attemptsMade` leaves
+        // out those whose worker died), capped at 30 days as on the other
+        // backends (BullMQ's own "exponential" has no cap).
         backoffStrategy: (
           attemptsMade: number,
           _type?: string,
           _error?: Error,
-          job?: Pick<Job, "opts">,
-        ) => retryDelay(job === undefined ? 0 : backoffOf(job), attemptsMade),
+          job?: Pick<Job, "opts" | "progress">,
+        ) =>
+          job === undefined
+            ? 0
+            : retryDelay(backoffOf(job), startedOf(job) || attemptsMade),
       },
     });
     listener = { worker, pending: 0, stopped: false };
@@ -331,10 +469,7 @@ export class RedisBackend implements DurableBackend {
         id: job.id!,
         name: job.name,
         payload: job.data,
-        attempts: Math.min(
-          job.attemptsMade + job.stalledCounter,
-          job.opts.attempts ?? 1,
-        ),
+        attempts: Math.min(startedOf(job), job.opts.attempts ?? 1),
         error: job.failedReason ?? "",
         failedAt: new Date(job.finishedOn ?? Date.now()),
       }));
@@ -387,6 +522,63 @@ export class RedisBackend implements DurableBackend {
     await Promise.race([ended, late]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * Loads the peer dependencies `bullmq` and `ioredis`, from the application:
+ * - as bare specifiers first. On Deno the application's import map says
+ *   where they are (`npm:` specifiers); on Bun and Node they resolve from
+ *   this file's folder upward, which finds the application's `node_modules`
+ *   when the library is installed in it;
+ * - on Bun and Node, when that fails (the library's files are outside the
+ *   application's folder: imported by path, or linked), from the folder of
+ *   the application's entry script, then from the working directory.
+ * Both come from the same place, so that BullMQ gets the ioredis it expects.
+ */
+async function loadClients(
+  where: string,
+): Promise<[BullMQ, IORedis]> {
+  try {
+    const [bullmq, ioredis] = await Promise.all([
+      import("bullmq"),
+      import("ioredis"),
+    ]);
+    return [bullmq, ioredis];
+  } catch (error) {
+    const fromApplication = await requireFromApplication();
+    if (fromApplication !== undefined) return fromApplication;
+    throw new Error(
+      `${where}: RedisBackend needs the packages bullmq and ioredis, which ` +
+        `the application installs (Bun, Node: npm install bullmq ioredis; ` +
+        `Deno: deno add npm:bullmq npm:ioredis): ${errorText(error)}`,
+      { cause: error },
+    );
+  }
+}
+
+async function requireFromApplication(): Promise<
+  [BullMQ, IORedis] | undefined
+> {
+  const process = (globalThis as {
+    process?: { argv?: string[]; cwd?: () => string };
+  }).process;
+  // Deno resolves through the import map only.
+  if ((globalThis as { Deno?: unknown }).Deno !== undefined) return undefined;
+  if (process === undefined) return undefined;
+  const { createRequire } = await import("node:module");
+  const places = [process.argv?.[1], `${process.cwd?.()}/`];
+  for (const place of places) {
+    if (typeof place !== "string" || place === "" || place === "undefined/") {
+      continue;
+    }
+    try {
+      const require = createRequire(place);
+      return [require("bullmq"), require("ioredis")];
+    } catch {
+      // Not there: the next place.
+    }
+  }
+  return undefined;
 }
 
 /**

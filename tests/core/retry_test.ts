@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { type TaskEvent, TaskManager } from "../../mod.ts";
+import { retryDelay } from "../../src/durable/backend.ts";
 import { FakeClock } from "../_clock.ts";
 import { flush, gate, test } from "../_harness.ts";
 
@@ -379,6 +380,26 @@ test("a retried task's snapshot carries its attempt; activeTasks shows it runnin
     release.resolve();
     await flush();
     await tasks.idle();
+  } finally {
+    clock.uninstall();
+  }
+});
+
+test("retry waits by the same rule as the durable queues' backends", async () => {
+  const clock = new FakeClock().install();
+  try {
+    const tasks = new TaskManager({ onError: () => {} });
+    const delays: number[] = [];
+    tasks.addEventListener("retry", (event) => delays.push(event.delay!));
+    tasks.run("flaky", () => {
+      throw new Error("x");
+    }, { retry: { attempts: 5, backoff: 750 } });
+    await clock.advance(60_000);
+    assert.deepEqual(
+      delays,
+      [1, 2, 3, 4].map((attempt) => retryDelay(750, attempt)),
+    );
+    assert.deepEqual(delays, [750, 1500, 3000, 6000]);
   } finally {
     clock.uninstall();
   }

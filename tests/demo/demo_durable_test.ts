@@ -1,9 +1,9 @@
-// The demo server's durable mode (examples/demo with REDIS_URL) over real
-// HTTP: each test starts its own redis-server on 127.0.0.1 (no persistence)
-// and demo processes, one on Deno and one on Bun, that share it and one
-// DATA_DIR; every process is killed in `finally`. Where redis-server is not
-// installed, each test fails saying how to install it (`npm test` installs
-// it first where it can).
+// The demo server's durable mode over real HTTP, on SQLite (DURABLE=sqlite:
+// a file in DATA_DIR, no server) and on Redis (REDIS_URL: each test starts its
+// own redis-server on 127.0.0.1, no persistence), with demo processes, one on
+// Deno and one on Bun, that share the queue and one DATA_DIR; every process is
+// killed in `finally`. Where redis-server is not installed, each Redis test
+// fails saying how to install it (`npm test` installs it first where it can).
 
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
@@ -49,6 +49,32 @@ function redisTest(
     }
   });
 }
+
+/** A test of the SQLite mode: it gets a fresh DATA_DIR, and needs no server. */
+function sqliteTest(
+  name: string,
+  fn: (dataDir: string) => Promise<void>,
+): void {
+  test(name, async () => {
+    const dataDir = await tempDir();
+    try {
+      await fn(dataDir);
+    } finally {
+      await removeDir(dataDir);
+    }
+  });
+}
+
+/**
+ * The demo's durable mode on SQLite, as `durableEnv` for Redis: one queued
+ * task at a time per process, short leases, one image worker.
+ */
+const SQLITE_ENV: Record<string, string> = {
+  DURABLE: "sqlite",
+  DURABLE_CONCURRENCY: "1",
+  SQLITE_LEASE_MS: "1000",
+  WORKERS: "1",
+};
 
 /**
  * The demo's durable mode on `redis`: one queued task at a time per process
@@ -333,87 +359,114 @@ async function storePhoto(
 
 const small = await gradient(1200, 800);
 
+/** Everything posted to A; each process runs some; one try each. */
+async function splitTheWork(
+  mode: string,
+  env: Record<string, string>,
+  dataDir: string,
+): Promise<void> {
+  const servers: DemoServer[] = [];
+  const logs: TaskLog[] = [];
+  try {
+    const [a, b] = await startAll(
+      ["deno", "bun"],
+      dataDir,
+      env,
+      servers,
+    );
+    for (const server of [a, b]) {
+      assert.match(server.output(), new RegExp(`durable mode \\(${mode}\\)`));
+      logs.push(await TaskLog.open(server));
+    }
+    const [logA, logB] = logs;
+
+    // Everything is posted to A only.
+    const [photos, orders] = await Promise.all([
+      upload(a, small.jpeg, 4),
+      order(a, 8),
+    ]);
+    await untilDone(a, orders, photos);
+    await poll(
+      "both processes to report every task settled",
+      () => Promise.resolve(logA.done() + logB.done() >= 12),
+    );
+
+    assert.ok(
+      logA.done() > 0 && logB.done() > 0,
+      `each process ran some of the 12 tasks: Deno ${logA.done()}, Bun ${logB.done()}`,
+    );
+    // One try each, wherever it ran; every file is where both see it.
+    for (const id of orders) {
+      const row = await json(await request(`${b.url}/orders/${id}`));
+      assert.equal(row.emailAttempts, 1, JSON.stringify(row));
+    }
+    const outbox = await readdir(join(dataDir, "outbox"));
+    assert.deepEqual(outbox.sort(), orders.map((id) => `${id}.eml`).sort());
+  } finally {
+    for (const log of logs) await log.close();
+    for (const server of servers) await server.kill();
+  }
+}
+
+/** B is killed while it makes a thumbnail; A finishes everything. */
+async function killOneMidWork(
+  mode: string,
+  env: Record<string, string>,
+  dataDir: string,
+): Promise<void> {
+  const big = await gradient(2400, 1600);
+  const servers: DemoServer[] = [];
+  const logs: TaskLog[] = [];
+  try {
+    const [a, b] = await startAll(
+      ["deno", "bun"],
+      dataDir,
+      env,
+      servers,
+    );
+    for (const server of [a, b]) {
+      assert.match(server.output(), new RegExp(`durable mode \\(${mode}\\)`));
+      logs.push(await TaskLog.open(server));
+    }
+    const [logA, logB] = logs;
+
+    const [photos, orders] = await Promise.all([
+      upload(a, big.jpeg, 3),
+      order(a, 4),
+    ]);
+    // B is making a thumbnail: kill it there.
+    const { task } = await logB.thumbnailStarted("Bun");
+    const photo = task.name.split(" ")[2];
+    assert.ok(photos.includes(photo), task.name);
+    await b.kill();
+    assert.equal(await photoStatus(dataDir, photo), "processing");
+
+    await untilDone(a, orders, photos);
+    await logA.photoDone(photo, "Deno");
+  } finally {
+    for (const log of logs) await log.close();
+    for (const server of servers) await server.kill();
+  }
+}
+
 redisTest(
   "durable mode: a Deno and a Bun demo process sharing Redis and DATA_DIR split the emails and thumbnails",
-  async (redis, dataDir) => {
-    const servers: DemoServer[] = [];
-    const logs: TaskLog[] = [];
-    try {
-      const [a, b] = await startAll(
-        ["deno", "bun"],
-        dataDir,
-        durableEnv(redis),
-        servers,
-      );
-      for (const server of [a, b]) {
-        assert.match(server.output(), /durable mode \(redis\)/);
-        logs.push(await TaskLog.open(server));
-      }
-      const [logA, logB] = logs;
-
-      // Everything is posted to A only.
-      const [photos, orders] = await Promise.all([
-        upload(a, small.jpeg, 4),
-        order(a, 8),
-      ]);
-      await untilDone(a, orders, photos);
-      await poll(
-        "both processes to report every task settled",
-        () => Promise.resolve(logA.done() + logB.done() >= 12),
-      );
-
-      assert.ok(
-        logA.done() > 0 && logB.done() > 0,
-        `each process ran some of the 12 tasks: Deno ${logA.done()}, Bun ${logB.done()}`,
-      );
-      // One try each, wherever it ran; every file is where both see it.
-      for (const id of orders) {
-        const row = await json(await request(`${b.url}/orders/${id}`));
-        assert.equal(row.emailAttempts, 1, JSON.stringify(row));
-      }
-      const outbox = await readdir(join(dataDir, "outbox"));
-      assert.deepEqual(outbox.sort(), orders.map((id) => `${id}.eml`).sort());
-    } finally {
-      for (const log of logs) await log.close();
-      for (const server of servers) await server.kill();
-    }
-  },
+  (redis, dataDir) => splitTheWork("redis", durableEnv(redis), dataDir),
 );
 
 redisTest(
   "durable mode: SIGKILL of one demo process mid-work leaves its task to the other, which finishes everything",
-  async (redis, dataDir) => {
-    const big = await gradient(2400, 1600);
-    const servers: DemoServer[] = [];
-    const logs: TaskLog[] = [];
-    try {
-      const [a, b] = await startAll(
-        ["deno", "bun"],
-        dataDir,
-        durableEnv(redis),
-        servers,
-      );
-      for (const server of [a, b]) logs.push(await TaskLog.open(server));
-      const [logA, logB] = logs;
+  (redis, dataDir) => killOneMidWork("redis", durableEnv(redis), dataDir),
+);
 
-      const [photos, orders] = await Promise.all([
-        upload(a, big.jpeg, 3),
-        order(a, 4),
-      ]);
-      // B is making a thumbnail: kill it there.
-      const { task } = await logB.thumbnailStarted("Bun");
-      const photo = task.name.split(" ")[2];
-      assert.ok(photos.includes(photo), task.name);
-      await b.kill();
-      assert.equal(await photoStatus(dataDir, photo), "processing");
+sqliteTest(
+  "durable mode (sqlite): a Deno and a Bun demo process sharing DATA_DIR split the emails and thumbnails, with no server",
+  (dataDir) => splitTheWork("sqlite", SQLITE_ENV, dataDir),
+);
 
-      await untilDone(a, orders, photos);
-      await logA.photoDone(photo, "Deno");
-    } finally {
-      for (const log of logs) await log.close();
-      for (const server of servers) await server.kill();
-    }
-  },
+sqliteTest(
+  "durable mode (sqlite): SIGKILL of one demo process mid-work leaves its task to the other, which finishes everything",
+  (dataDir) => killOneMidWork("sqlite", SQLITE_ENV, dataDir),
 );
 
 redisTest(

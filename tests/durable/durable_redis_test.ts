@@ -13,6 +13,7 @@ import { Child } from "./fixtures/_process.ts";
 import {
   backendScenarios,
   enqueueOnce,
+  processScenarios,
   settles,
 } from "./fixtures/_scenarios.ts";
 import { freePort, type RedisServer, startRedis } from "./fixtures/_redis.ts";
@@ -52,6 +53,20 @@ backendScenarios(
     redisTest(name, ({ url }) => body({ open: () => RedisBackend.open(url) })),
 );
 
+processScenarios(
+  "RedisBackend",
+  (name, body) =>
+    redisTest(name, ({ url }) =>
+      body({
+        kind: "redis",
+        location: url,
+        options: { lockDuration: 1000 },
+        open: () => RedisBackend.open(url),
+        // BullMQ keeps due times in whole milliseconds.
+        earlyBy: 1,
+      })),
+);
+
 redisTest(
   "RedisBackend: a consumer process runs a task that this process enqueues",
   async ({ url }) => {
@@ -66,54 +81,6 @@ redisTest(
       await worker.waitFor({ event: "closed" });
     } finally {
       await worker.stop();
-    }
-  },
-);
-
-redisTest(
-  "RedisBackend: a task whose worker was killed runs in another, as attempt 2",
-  async ({ url }) => {
-    const id = await enqueue(url, "hang", {});
-    const first = new Child(WORKER, [
-      "redis",
-      url,
-      JSON.stringify({ lockDuration: 1000, hang: true }),
-    ]);
-    let second: Child | undefined;
-    try {
-      await first.waitFor({ event: "start", id, attempt: 1 });
-      second = new Child(WORKER, ["redis", url, WORKER_OPTIONS]);
-      await second.waitFor({ event: "ready" });
-      first.kill("SIGKILL");
-      await first.exit();
-      await second.waitFor({ event: "done", id, attempt: 2 });
-    } finally {
-      await first.stop();
-      await second?.stop();
-    }
-  },
-);
-
-redisTest(
-  "RedisBackend: a worker that shuts down hands its running task to another, its attempt not counted",
-  async ({ url }) => {
-    const id = await enqueue(url, "hang", {});
-    const first = new Child(WORKER, [
-      "redis",
-      url,
-      JSON.stringify({ lockDuration: 1000, hang: true }),
-    ]);
-    let second: Child | undefined;
-    try {
-      await first.waitFor({ event: "start", id, attempt: 1 });
-      second = new Child(WORKER, ["redis", url, WORKER_OPTIONS]);
-      await second.waitFor({ event: "ready" });
-      first.kill("SIGTERM");
-      assert.equal((await first.waitFor({ event: "closed" })).cancelled, 1);
-      await second.waitFor({ event: "done", id, attempt: 1 });
-    } finally {
-      await first.stop();
-      await second?.stop();
     }
   },
 );

@@ -18,7 +18,7 @@ import {
   type ListenOptions,
   MemoryBackend,
 } from "../../src/durable/mod.ts";
-import { settles } from "./fixtures/_scenarios.ts";
+import { backendScenarios, settles } from "./fixtures/_scenarios.ts";
 import { flush, gate, test } from "../_harness.ts";
 
 /** A backend that tells when a delivery reported its outcome. */
@@ -56,13 +56,41 @@ class SpyBackend extends MemoryBackend {
 
 const quiet = { onError: () => {} };
 
+/**
+ * A view of one MemoryBackend that a queue's `close()` does not close: the
+ * scenarios open a "new connection" to read back what another queue left,
+ * and a MemoryBackend forgets its tasks when closed. (The kill scenarios of
+ * the other engines do not apply: nothing of a MemoryBackend outlives its
+ * process.)
+ */
+function view(shared: MemoryBackend): DurableBackend {
+  return {
+    enqueue: (message, delay) => shared.enqueue(message, delay),
+    listen: (receive, options) => shared.listen(receive, options),
+    deadLetters: (limit) => shared.deadLetters(limit),
+    retryDeadLetter: (id, fresh) => shared.retryDeadLetter(id, fresh),
+    deleteDeadLetter: (id) => shared.deleteDeadLetter(id),
+    close: () => Promise.resolve(),
+  };
+}
+
+backendScenarios("MemoryBackend", (name, body) =>
+  test(name, async () => {
+    const shared = new MemoryBackend();
+    try {
+      await body({ open: () => Promise.resolve(view(shared)) });
+    } finally {
+      await shared.close();
+    }
+  }));
+
 test("DurableQueue() refuses a backend that is not one", () => {
   assert.throws(
     () => new DurableQueue({} as DurableBackend),
     {
       name: "TypeError",
       message:
-        "Cannot create DurableQueue: 'backend' must be a DurableBackend (an object with enqueue, listen, deadLetters and close), received an object",
+        "Cannot create DurableQueue: 'backend' must be a DurableBackend (an object with enqueue, listen, deadLetters, retryDeadLetter, deleteDeadLetter and close), received an object",
     },
   );
 });
@@ -612,4 +640,66 @@ test("close() of a queue that shares its backend hands a task still running back
   await firstTasks.shutdown();
   await secondTasks.shutdown();
   await second.close();
+});
+
+test("retryDeadLetter() and deleteDeadLetter() refuse a bad id or options at once, and a closed queue", async () => {
+  const queue = new DurableQueue(new MemoryBackend());
+  assert.throws(() => queue.retryDeadLetter(""), {
+    name: "TypeError",
+    message:
+      `Cannot retry dead letter: 'id' must be a non-empty string, received ""`,
+  });
+  assert.throws(() => queue.retryDeadLetter("x", { attempts: 0 }), {
+    name: "RangeError",
+    message:
+      "Cannot retry dead letter: 'attempts' must be a positive integer, received 0",
+  });
+  assert.throws(() => queue.deleteDeadLetter(7 as unknown as string), {
+    name: "TypeError",
+    message:
+      "Cannot delete dead letter: 'id' must be a non-empty string, received 7",
+  });
+  await queue.close();
+  assert.throws(() => queue.retryDeadLetter("x"), {
+    name: "Error",
+    message: "Cannot retry dead letter: the DurableQueue is closed",
+  });
+  assert.throws(() => queue.deleteDeadLetter("x"), {
+    name: "Error",
+    message: "Cannot delete dead letter: the DurableQueue is closed",
+  });
+});
+
+test("retryDeadLetter() gives the fresh task the queue's attempts, or those it is told", async () => {
+  const backend = new MemoryBackend();
+  const queue = new DurableQueue(backend, { attempts: 1, backoff: 0 });
+  const seen: { attempts: number; payload: unknown }[] = [];
+  queue.define("job", (payload, { attempts }) => {
+    seen.push({ attempts, payload });
+    throw new Error("no");
+  });
+  const tasks = new TaskManager(quiet);
+  const first = settles(tasks, 1);
+  queue.consume(tasks);
+  const id = await queue.enqueue("job", { n: 1 });
+  await first;
+  let [letter] = await queue.deadLetters();
+  for (let i = 0; letter === undefined && i < 100; i++) {
+    await flush();
+    [letter] = await queue.deadLetters();
+  }
+  assert.equal(letter.id, id);
+  const again = settles(tasks, 2);
+  const fresh = await queue.retryDeadLetter(id, { attempts: 2 });
+  await again;
+  assert.deepEqual(seen, [
+    { attempts: 1, payload: { n: 1 } },
+    { attempts: 2, payload: { n: 1 } },
+    { attempts: 2, payload: { n: 1 } },
+  ]);
+  await flush();
+  const letters = await queue.deadLetters();
+  assert.deepEqual(letters.map((l) => [l.id, l.attempts]), [[fresh, 2]]);
+  await tasks.shutdown();
+  await queue.close();
 });
