@@ -435,6 +435,7 @@ export class Scheduler {
       task.extra?.retry !== undefined && (!ok || task.cancelRequested) &&
       this.#tryAgain(task, result)
     ) return;
+    if (this.#progressDue.size > 0) this.#flushProgressOf(task);
     const wasRunning = task.status === "running";
     const status = task.finish(ok, result);
     if (wasRunning) {
@@ -458,7 +459,6 @@ export class Scheduler {
     else if (report) this.#report(task.result, task);
     task.release();
     task.group?.settled(task);
-    if (this.#progressDue.size > 0) this.#forgetProgress(task);
     if (this.#pending === 0 && this.#rateTimer !== undefined) {
       clearTimeout(this.#rateTimer);
       this.#rateTimer = undefined;
@@ -500,10 +500,10 @@ export class Scheduler {
       );
     }
     if (delay === undefined) return false;
+    if (this.#progressDue.size > 0) this.#flushProgressOf(task);
     this.#running--;
     this.#pending++;
     task.group?.stopped();
-    if (this.#progressDue.size > 0) this.#forgetProgress(task);
     task.waitToRetry(delay, this.#resume);
     if (this.#wantRetry) {
       dispatchTaskEvent(this.#target, "retry", task, { error: failure, delay });
@@ -531,11 +531,19 @@ export class Scheduler {
     this.#progressTimer ??= setTimeout(this.#flushProgress, PROGRESS_INTERVAL);
   }
 
-  /** Drops a task's waiting progress event; the timer goes with the last one. */
-  #forgetProgress(task: TaskRecord): void {
-    if (this.#progressDue.delete(task) && this.#progressDue.size === 0) {
+  /**
+   * An attempt ended: a progress event that still waits goes out now, before
+   * the task's `retry` or `settle`, so that listeners see the latest value;
+   * the timer goes with the last one waiting.
+   */
+  #flushProgressOf(task: TaskRecord): void {
+    if (!this.#progressDue.delete(task)) return;
+    if (this.#progressDue.size === 0) {
       clearTimeout(this.#progressTimer);
       this.#progressTimer = undefined;
+    }
+    if (this.#wantProgress) {
+      dispatchTaskEvent(this.#target, "progress", task);
     }
   }
 

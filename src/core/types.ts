@@ -83,8 +83,10 @@ export interface TaskContext {
    * Reports how far the task is: a number from 0 to 1, or a small JSON value
    * (at most 1 KiB as JSON, such as `{ done: 3, of: 10 }`). It shows in
    * `activeTasks` and goes to `progress` listeners, at most one event per
-   * task every 100 ms (the latest value wins), so a tight loop may call it
-   * as often as it likes. Calls after the task settled are ignored.
+   * task every 100 ms (the latest value wins; one still waiting when the
+   * attempt ends goes out before its `settle` or `retry`), so a tight loop
+   * may call it as often as it likes. Calls after the task settled are
+   * ignored.
    *
    * @param value A number from 0 to 1, or a JSON value.
    * @throws {TypeError} A value that is not JSON.

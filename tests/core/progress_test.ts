@@ -1,5 +1,6 @@
 // Progress: a task reports how far it is; it shows in activeTasks and as
-// `progress` events, at most one per task every 100 ms, the latest value last.
+// `progress` events, at most one per task every 100 ms, the latest value last
+// (the one still waiting when an attempt ends goes out before its end).
 
 import assert from "node:assert/strict";
 import { TaskManager } from "../../mod.ts";
@@ -111,19 +112,28 @@ test("progress() rejects what is not a fraction or small JSON, and is ignored on
   report!(0.5); // after the task settled: ignored, no error
 });
 
-test("progress events stop with the task: none waits once it settled", async () => {
+test("progress: the event still waiting goes out before the task settles, and no timer is left", async () => {
   const clock = new FakeClock().install();
   try {
     const tasks = new TaskManager();
-    const values: unknown[] = [];
-    tasks.addEventListener("progress", (event) => values.push(event.value));
+    const seen: unknown[] = [];
+    tasks.addEventListener("progress", (event) => {
+      seen.push(["progress", event.value, event.task.status]);
+    });
+    tasks.addEventListener("settle", (event) => {
+      seen.push(["settle", event.task.progress]);
+    });
     tasks.run("quick", ({ progress }) => {
       progress(0.1);
       progress(0.9);
     });
     await clock.advance(0);
-    assert.deepEqual(values, [0.1]);
-    assert.equal(clock.pending, 0, "the waiting event went with the task");
+    assert.deepEqual(seen, [
+      ["progress", 0.1, "running"],
+      ["progress", 0.9, "running"],
+      ["settle", 0.9],
+    ]);
+    assert.equal(clock.pending, 0, "no timer left");
   } finally {
     clock.uninstall();
   }
