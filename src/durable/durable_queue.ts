@@ -43,6 +43,13 @@ export interface DurableContext {
   readonly attempt: number;
   /** How many attempts the task has in all. */
   readonly attempts: number;
+  /**
+   * Reports how far the task is, as `progress()` of any task of the manager
+   * does: it shows in the manager's `activeTasks` and `progress` events.
+   *
+   * @param value A number from 0 to 1, or a small JSON value.
+   */
+  progress(value: unknown): void;
 }
 
 /**
@@ -715,21 +722,28 @@ class Consumer {
     try {
       // The attempt counts from here: recorded before the handler runs, and
       // only once the manager starts the task (not while it waits there).
-      task = this.#manager.run(message.name, async ({ signal }) => {
-        await delivery.start();
-        waiting.started = true;
-        signal.throwIfAborted();
-        return await handler(
-          message.payload as never,
-          {
-            signal,
-            id: message.id,
-            name: message.name,
-            attempt,
-            attempts: message.attempts,
-          },
-        );
-      });
+      task = this.#manager.run(
+        message.name,
+        async ({ signal, progress }) => {
+          await delivery.start();
+          waiting.started = true;
+          signal.throwIfAborted();
+          return await handler(
+            message.payload as never,
+            {
+              signal,
+              id: message.id,
+              name: message.name,
+              attempt,
+              attempts: message.attempts,
+              progress,
+            },
+          );
+        },
+        // The queue retries, with its own attempts and backoff: a manager's
+        // default `retry` must not retry the same attempt in process too.
+        { retry: false },
+      );
     } catch {
       // The manager shut down in between.
       void this.stop();

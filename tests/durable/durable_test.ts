@@ -219,12 +219,15 @@ test("enqueue() refuses options out of range", async () => {
 
 test("consume() runs each task as a task of the manager, named after its handler", async () => {
   const queue = new DurableQueue(new MemoryBackend());
-  const seen: { payload: unknown; context: Omit<DurableContext, "signal"> }[] =
-    [];
+  const seen: {
+    payload: unknown;
+    context: Omit<DurableContext, "signal" | "progress">;
+  }[] = [];
   const release = gate();
   queue.define("send-confirmation", async (payload, context) => {
     assert.ok(context.signal instanceof AbortSignal);
-    const { signal: _, ...rest } = context;
+    assert.equal(typeof context.progress, "function");
+    const { signal: _, progress: __, ...rest } = context;
     seen.push({ payload, context: rest });
     await release.promise;
   });
@@ -700,6 +703,51 @@ test("retryDeadLetter() gives the fresh task the queue's attempts, or those it i
   await flush();
   const letters = await queue.deadLetters();
   assert.deepEqual(letters.map((l) => [l.id, l.attempts]), [[fresh, 2]]);
+  await tasks.shutdown();
+  await queue.close();
+});
+
+test("consume() into a manager with a default retry: the queue retries, the manager does not retry the same attempt", async () => {
+  const backend = new OutcomeSpy();
+  const queue = new DurableQueue(backend, { attempts: 2, backoff: 0 });
+  const attempts: number[] = [];
+  queue.define("charge", (_payload, { attempt }) => {
+    attempts.push(attempt);
+    throw new Error("declined");
+  });
+  const tasks = new TaskManager({
+    ...quiet,
+    retry: { attempts: 3, backoff: 0 },
+  });
+  queue.consume(tasks);
+  await queue.enqueue("charge", {});
+  await backend.reported(2);
+  await tasks.shutdown();
+  assert.deepEqual(attempts, [1, 2], "one run per attempt the queue made");
+  assert.equal((await queue.deadLetters()).length, 1);
+  await queue.close();
+});
+
+test("a durable handler's progress() shows in its manager's activeTasks", async () => {
+  const backend = new OutcomeSpy();
+  const queue = new DurableQueue(backend);
+  const release = gate();
+  const reported = gate();
+  queue.define("import", async (_payload, { progress }) => {
+    progress({ done: 1, of: 4 });
+    reported.resolve();
+    await release.promise;
+  });
+  const tasks = new TaskManager(quiet);
+  queue.consume(tasks);
+  await queue.enqueue("import", {});
+  await reported.promise;
+  assert.deepEqual(
+    tasks.activeTasks.map((task) => [task.name, task.progress]),
+    [["import", { done: 1, of: 4 }]],
+  );
+  release.resolve();
+  await backend.reported(1);
   await tasks.shutdown();
   await queue.close();
 });
