@@ -321,7 +321,6 @@ const EMAIL_UPDATES = new Set([
 ]);
 const EMAIL_FUNCTIONS = new Set([
   "confirmation",
-  "sendWithRetry",
   "send",
   "toEml",
   "writeFileAtomic",
@@ -701,7 +700,7 @@ if (!(await hasWrk())) {
     out.line();
     out.line(
       "Sampled wall-clock time of the main thread (time blocked in a synchronous call, such as SQLite's `fsync` at each commit, counts). " +
-        "Each sample goes to one part by the project frames on its stack: the email task's functions (`markSent` and its group commit, `flush`; `sendWithRetry`, `writeFileAtomic`, ...) or a task's body started by the scheduler; " +
+        "Each sample goes to one part by the project frames on its stack: the email task's functions (`markSent` and its group commit, `flush`; `send`, `writeFileAtomic`, ...) or a task's body started by the scheduler; " +
         "else the innermost frame in `src/` unless Hono's dispatch runs above it (the manager, the Hono middleware); else the handler's code in orders.ts; else the runtime and libraries. " +
         "The `.eml` file's `fsync` runs on the runtime's I/O threads: it shows in the CPU column above, not here. " +
         "One round each: a part of a few µs moves by about as much from run to run.",

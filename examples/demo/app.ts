@@ -305,7 +305,13 @@ export async function createDemo(config: DemoConfig): Promise<Demo> {
           data: JSON.stringify(describe(event)),
         }).then(() => backlog--, stop);
       };
-      const types = ["start", "settle", "cancel"] as const;
+      const types = [
+        "start",
+        "settle",
+        "cancel",
+        "retry",
+        "progress",
+      ] as const;
       streams++;
       for (const type of types) {
         manager.addEventListener(type, forward);

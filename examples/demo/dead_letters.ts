@@ -1,8 +1,6 @@
 // Durable mode: what the operator's page can do with a dead letter besides
-// listing it (`DurableQueue.deadLetters()`). Retrying and deleting one are
-// being added to DurableQueue; this is the one place that calls them, so
-// that wiring the final names is a change here only. Until then the page
-// shows the dead letters without the buttons.
+// listing it (`DurableQueue.deadLetters()`): retry it as a fresh task with
+// its payload, or delete it. The one place that calls the queue for them.
 
 import type { DurableQueue } from "@background/tasks/durable";
 
@@ -15,10 +13,13 @@ export interface DeadLetterActions {
 }
 
 /**
- * The actions `queue` supports. None yet: DurableQueue has no retry or
- * delete of a dead letter in this version. Wire them here, e.g.
- * `{ retry: (id) => queue.retryDeadLetter(id), remove: (id) => queue.deleteDeadLetter(id) }`.
+ * The actions on `queue`'s dead letters: a retry stores a fresh task (with a
+ * new id and the queue's attempts) and removes the letter; a delete removes
+ * it. Each resolves `false` for an id the backend no longer has.
  */
-export function deadLetterActions(_queue: DurableQueue): DeadLetterActions {
-  return {};
+export function deadLetterActions(queue: DurableQueue): DeadLetterActions {
+  return {
+    retry: async (id) => (await queue.retryDeadLetter(id)) !== undefined,
+    remove: (id) => queue.deleteDeadLetter(id),
+  };
 }

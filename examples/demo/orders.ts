@@ -26,7 +26,7 @@ import {
   unavailable,
   unreadable,
 } from "./http.ts";
-import { type MailMessage, type MailTransport, sendWithRetry } from "./mail.ts";
+import type { MailMessage, MailTransport } from "./mail.ts";
 import type { Spawner } from "./photos.ts";
 import { isUuid } from "./storage.ts";
 
@@ -155,6 +155,14 @@ export class OrderStore {
     return this.#db.prepare(
       "SELECT * FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?",
     ).all(limit).map((row) => toOrder(row as unknown as OrderRow));
+  }
+
+  /** How many orders there are (what a report will read, for its progress). */
+  count(): number {
+    const row = this.#db.prepare("SELECT COUNT(*) AS n FROM orders").get() as {
+      n: number;
+    };
+    return Number(row.n);
   }
 
   /**
@@ -526,11 +534,12 @@ export function orderRoutes(deps: OrderDeps): Hono<BackgroundTasksEnv> {
 }
 
 /**
- * Sends an order's confirmation in a background task. Every failed try is
- * logged and recorded in the row; when the last try fails the row says
- * "failed" and the task rejects (so the manager's `onError` reports it too).
- * A cancelled send (shutdown) leaves the row as it was, to be sent again at
- * the next start.
+ * Sends an order's confirmation in a background task, retried by the
+ * manager (`retry`: MAIL_ATTEMPTS tries, MAIL_RETRY_MS apart, doubling).
+ * Every failed try is logged and recorded in the row; when the last try
+ * fails the row says "failed" and the task rejects (so the manager's
+ * `onError` reports it too). A cancelled send (shutdown) leaves the row as it
+ * was, to be sent again at the next start.
  *
  * @throws {Error} The task manager is shut down.
  */
@@ -539,27 +548,31 @@ export function sendConfirmation(
   deps: OrderDeps,
   order: Order,
 ): void {
-  spawner.run(`send confirmation ${order.orderId}`, async ({ signal }) => {
-    const message = confirmation(order);
+  const { orderId } = order;
+  spawner.run(`send confirmation ${orderId}`, async ({ signal, attempt }) => {
     try {
-      await sendWithRetry(deps.transport, message, {
-        signal,
-        attempts: deps.mailAttempts,
-        baseDelay: deps.mailRetryDelay,
-        onFailure: (attempt, error) => {
-          console.warn(
-            `order ${order.orderId}: email try ${attempt} of ${deps.mailAttempts} failed: ${
-              messageOf(error)
-            }`,
-          );
-          deps.orders.recordFailure(order.orderId, messageOf(error));
-        },
-      });
+      await deps.transport.send(confirmation(order), { signal });
     } catch (error) {
-      if (!signal.aborted) deps.orders.markFailed(order.orderId);
+      if (signal.aborted) throw error;
+      console.warn(
+        `order ${orderId}: email try ${attempt} of ${deps.mailAttempts} failed: ${
+          messageOf(error)
+        }`,
+      );
+      deps.orders.recordFailure(orderId, messageOf(error));
+      if (attempt >= deps.mailAttempts) deps.orders.markFailed(orderId);
       throw error;
     }
-    await deps.orders.markSent(order.orderId);
+    await deps.orders.markSent(orderId);
+  }, {
+    // The manager retries: a failed try waits MAIL_RETRY_MS, then twice
+    // that, and so on, as a pending task whose slot is free. A shutdown
+    // cancels the wait; the row then says "pending", for the next start.
+    retry: {
+      attempts: deps.mailAttempts,
+      backoff: deps.mailRetryDelay,
+      jitter: 0.1,
+    },
   });
 }
 

@@ -233,7 +233,7 @@ function connect() {
     Object.assign(tasks, JSON.parse(event.data));
     renderTasks();
   });
-  for (const type of ["start", "settle", "cancel"]) {
+  for (const type of ["start", "settle", "cancel", "retry", "progress"]) {
     events.addEventListener(type, () => refresh());
   }
 }

@@ -446,6 +446,7 @@ async function thumbnailsOnce(
   deps: PhotoDeps,
   meta: PhotoMeta,
   signal: AbortSignal,
+  progress: (value: number) => void,
 ): Promise<TryOutcome> {
   const { store, pool } = deps;
   const group = deps.images.group({ failFast: true, concurrency: 1, signal });
@@ -466,11 +467,15 @@ async function thumbnailsOnce(
       { timeout },
     );
     deps.onQueued?.(task);
-    // An operator's cancel of one thumbnail cancels the photo's others too
-    // (fail-fast only reacts to failures).
-    task.value.catch((reason) => {
-      if (task.status === "cancelled") group.cancel(reason);
-    });
+    // The photo's progress: the share of its thumbnails made. An operator's
+    // cancel of one thumbnail cancels the photo's others too (fail-fast only
+    // reacts to failures).
+    task.value.then(
+      () => progress((i + 1) / widths.length),
+      (reason) => {
+        if (task.status === "cancelled") group.cancel(reason);
+      },
+    );
   }
   const results = await group.awaitAll();
   const failures = results.filter((result) => result.status !== "fulfilled");
@@ -515,9 +520,10 @@ export function processPhoto(
   meta: PhotoMeta,
 ): void {
   const { store } = deps;
-  spawner.run(`photo ${meta.id}`, async ({ signal }) => {
+  spawner.run(`photo ${meta.id}`, async ({ signal, progress }) => {
     for (let attempt = 1;; attempt++) {
-      const outcome = await thumbnailsOnce(deps, meta, signal);
+      progress(0);
+      const outcome = await thumbnailsOnce(deps, meta, signal, progress);
       const now = new Date().toISOString();
       if (outcome.ok) {
         await store.saveMeta({
@@ -570,7 +576,7 @@ export async function thumbnailPhoto(
   _spawner: unknown,
   deps: PhotoDeps,
   photoId: unknown,
-  { signal, attempt, attempts }: DurableContext,
+  { signal, attempt, attempts, progress }: DurableContext,
 ): Promise<void> {
   if (typeof photoId !== "string" || !isUuid(photoId)) {
     throw new TypeError(
@@ -585,7 +591,7 @@ export async function thumbnailPhoto(
     return;
   }
   if (meta.status !== "processing") return;
-  const outcome = await thumbnailsOnce(deps, meta, signal);
+  const outcome = await thumbnailsOnce(deps, meta, signal, progress);
   signal.throwIfAborted();
   const now = new Date().toISOString();
   if (outcome.ok) {

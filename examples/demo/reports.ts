@@ -46,7 +46,7 @@ export function reportRoutes(
   app.post("/", (c) => {
     const task = c.var.tasks.runWithResult<Report>(
       "generate report",
-      ({ signal }) => generate(orders, photos, signal),
+      ({ signal, progress }) => generate(orders, photos, signal, progress),
       { timeout: 30_000 },
     );
     const entry: Entry = { task };
@@ -117,6 +117,7 @@ async function generate(
   orders: OrderStore,
   photos: PhotoStore,
   signal: AbortSignal,
+  progress: (value: unknown) => void,
 ): Promise<Report> {
   const status: Record<PhotoStatus, number> = {
     processing: 0,
@@ -131,9 +132,12 @@ async function generate(
     quantity: 0,
     email: { pending: 0, sent: 0, failed: 0 },
   };
+  // Progress: the share of the orders read (the table may grow meanwhile).
+  const total = Math.max(1, orders.count());
   for (let after: number | undefined = 0; after !== undefined;) {
     const chunk = orders.summaryChunk(after, REPORT_CHUNK);
     totals.count += chunk.count;
+    progress(Math.min(1, totals.count / total));
     totals.quantity += chunk.quantity;
     for (const key of Object.keys(totals.email) as EmailStatus[]) {
       totals.email[key] += chunk.email[key];

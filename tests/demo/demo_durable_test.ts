@@ -6,7 +6,7 @@
 // fails saying how to install it (`npm test` installs it first where it can).
 
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { TaskManager } from "../../mod.ts";
@@ -596,6 +596,71 @@ redisTest(
       const body = await json(await request(`${server.url}/photos/${id}`));
       assert.equal(body.status, "failed");
       assert.equal(body.error, "the process died");
+    } finally {
+      await server?.kill();
+    }
+  },
+);
+
+sqliteTest(
+  "durable mode (sqlite): a dead letter can be retried as a fresh task, or deleted",
+  async (dataDir) => {
+    let server: DemoServer | undefined;
+    try {
+      // One attempt per email, and an outbox that cannot be written: each
+      // email becomes a dead letter.
+      const outbox = join(dataDir, "outbox");
+      await writeFile(outbox, "not a folder");
+      server = await startDemo("deno", dataDir, {
+        ...SQLITE_ENV,
+        MAIL_ATTEMPTS: "1",
+      });
+      const url = server.url;
+      const first = (await json(await postOrder(server))).orderId as string;
+      const second = (await json(await postOrder(server))).orderId as string;
+      const letters = await poll("two dead letters", async () => {
+        const body = await json(await request(`${url}/dead-letters`));
+        const list = body.deadLetters as { id: string; payload: unknown }[];
+        if (list.length < 2) return false;
+        assert.deepEqual(body.actions, { retry: true, delete: true });
+        return list;
+      });
+      const letterOf = (orderId: string) =>
+        letters.find((l) =>
+          (l.payload as { orderId?: string }).orderId === orderId
+        )!.id;
+      await rm(outbox);
+
+      const retried = await request(
+        `${url}/dead-letters/${letterOf(first)}/retry`,
+        { method: "POST" },
+      );
+      assert.deepEqual(await json(retried), { retried: true });
+      await poll("the retried email to be sent", async () => {
+        const order = await json(await request(`${url}/orders/${first}`));
+        return order.emailStatus === "sent";
+      });
+
+      const deleted = await request(`${url}/dead-letters/${letterOf(second)}`, {
+        method: "DELETE",
+      });
+      assert.deepEqual(await json(deleted), { deleted: true });
+      const left = await json(await request(`${url}/dead-letters`));
+      assert.deepEqual(left.deadLetters, []);
+      // Again, or an id it never had: nothing to do.
+      const again = await request(`${url}/dead-letters/${letterOf(second)}`, {
+        method: "DELETE",
+      });
+      assert.deepEqual(await json(again), { deleted: false });
+      const unknown = await request(
+        `${url}/dead-letters/${crypto.randomUUID()}/retry`,
+        { method: "POST" },
+      );
+      assert.deepEqual(await json(unknown), { retried: false });
+      assert.equal(
+        (await json(await request(`${url}/orders/${second}`))).emailStatus,
+        "failed",
+      );
     } finally {
       await server?.kill();
     }

@@ -230,6 +230,15 @@ for (const runtime of RUNTIMES) {
           );
         }
         assert.equal(seen.at(-1)?.event, "settle");
+        // The photo's task reports its progress, the share of its thumbnails
+        // made; the last report, before it settles, is the whole.
+        const progress = seen.filter((e) =>
+          e.event === "progress" &&
+          (e.data.task as { name: string }).name === `photo ${id}`
+        ).map((e) => (e.data.task as { progress: number }).progress);
+        assert.ok(progress.length > 0, `no progress: ${JSON.stringify(seen)}`);
+        assert.equal(progress.at(-1), 1);
+        assert.deepEqual(progress, [...progress].sort((a, b) => a - b));
       } finally {
         await events.return(undefined);
         controller.abort();
