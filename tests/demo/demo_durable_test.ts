@@ -438,8 +438,17 @@ async function killOneMidWork(
     const { task } = await logB.thumbnailStarted("Bun");
     const photo = task.name.split(" ")[2];
     assert.ok(photos.includes(photo), task.name);
-    await b.kill();
-    assert.equal(await photoStatus(dataDir, photo), "processing");
+    // Read the status as soon as SIGKILL is sent: waiting for B's pipes to
+    // close also waits for its image process (a child that shares its
+    // stderr and finishes its job), long enough for B's lease to lapse and
+    // A to finish the photo.
+    const killed = b.kill();
+    assert.equal(
+      await photoStatus(dataDir, photo),
+      "processing",
+      "B had finished the photo before the kill landed",
+    );
+    await killed;
 
     await untilDone(a, orders, photos);
     await logA.photoDone(photo, "Deno");
