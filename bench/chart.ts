@@ -248,7 +248,7 @@ function costPanel(
   svg.line(left, bottom, x + w, bottom, "#6b7280");
 }
 
-/** `GET /health` p99, worker pool vs main thread, on a log scale in ms. */
+/** `GET /health` p99, image processes vs main thread, on a log scale in ms. */
 function healthPanel(
   svg: Svg,
   x: number,
@@ -266,7 +266,7 @@ function healthPanel(
       weight: "600",
     },
   );
-  svg.legend(x, y + 30, [["worker pool", "#2563eb"], [
+  svg.legend(x, y + 30, [["image processes", "#2563eb"], [
     "main thread",
     "#dc2626",
   ]]);

@@ -1,6 +1,6 @@
 // Server health under CPU-bound background work: how long `GET /health`
 // takes on the demo while 20 uploaded photos (2000x1500 JPEGs) get their
-// thumbnails, with the image work in the worker pool and on the main thread
+// thumbnails, with the image work in the demo's image processes and on the main thread
 // (`IMAGES_ON_MAIN_THREAD=1`).
 //
 //   deno run -A bench/health.ts      bun bench/health.ts
@@ -141,7 +141,7 @@ async function round(
 }
 
 const variants = {
-  workers: { name: "worker pool", env: {} },
+  workers: { name: "image processes", env: {} },
   main: { name: "main thread", env: { IMAGES_ON_MAIN_THREAD: "1" } },
 };
 type Variant = keyof typeof variants;
@@ -205,9 +205,9 @@ out.line();
 out.line(
   `\`GET /health\` on the demo (Hono on ${
     slug === "deno" ? "Deno.serve" : "Bun.serve"
-  }) while ${UPLOADS} uploads of a ${WIDTH}x${HEIGHT} JPEG are checked (a full decode) and get their 3 thumbnails each: ` +
-    `with the image work in the worker pool (${poolSize} worker${
-      poolSize === 1 ? "" : "s"
+  }) while ${UPLOADS} uploads of a ${WIDTH}x${HEIGHT} JPEG are stored and get their 3 thumbnails each: ` +
+    `with the image work in the demo's image processes (${poolSize} process${
+      poolSize === 1 ? "" : "es"
     }, the default on ${cores} cores) and on the main thread (\`IMAGES_ON_MAIN_THREAD=1\`). ` +
     `The uploads are sent at once; one check at a time goes out every ${GAP_MS} ms until the last thumbnail is made. ` +
     `${ROUNDS} rounds per variant, in the order ${
@@ -238,9 +238,9 @@ for (const variant of Object.keys(variants) as Variant[]) {
 }
 out.line();
 out.line(
-  `Busy p99, main thread ÷ worker pool: ${
+  `Busy p99, main thread ÷ image processes: ${
     (summary.main.busy.p99Ms / summary.workers.busy.p99Ms).toFixed(1)
-  }×. Target: \`GET /health\` p99 under ${TARGET_P99_MS} ms while the thumbnails are made in workers: **${
+  }×. Target: \`GET /health\` p99 under ${TARGET_P99_MS} ms while the thumbnails are made in image processes: **${
     met ? "met" : "missed"
   }** (${ms(summary.workers.busy.p99Ms)} ms).`,
 );
