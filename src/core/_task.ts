@@ -11,12 +11,12 @@
 // 5. the source of its events' `task` snapshots (`snapshot`), taken only when
 //    a listener reads `event.task`.
 //
-// Why one object: a running task costs 421 B of heap on Deno and 372 B on Bun
+// Why one object: a running task costs 429 B of heap on Deno and 372 B on Bun
 // (bench/memory.ts), against 381 B and 356 B for the least a manager with
 // cancellation can keep (bench/_floor.ts), and the target is 450 B. A handle
 // and a context of their own would add 32 + 32 B per task on Deno and
 // 32 + 48 B on Bun (100,000 of each, heap after a forced GC), taking Deno to
-// about 485 B; a closure to watch the external signal, 96 B and 80 B more
+// about 493 B; a closure to watch the external signal, 96 B and 80 B more
 // for each task that has one. The types keep the roles apart: a caller sees
 // only the handle's members, a function only the context's.
 //
