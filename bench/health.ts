@@ -6,12 +6,12 @@
 //   deno run -A bench/health.ts      bun bench/health.ts
 //
 // Each runtime benchmarks its own server: the demo is started with this
-// process's executable, with a fresh DATA_DIR per variant and the pool's
-// default size. For each variant: warm up (20 checks, one upload made
+// process's executable, with a fresh DATA_DIR per variant and the default
+// number of image processes. For each variant: warm up (20 checks, one upload made
 // ready), 200 checks with nothing else to do, then the 20 uploads sent at
 // once while one check at a time goes out every 10 ms until every thumbnail
-// is made (bounded to 3 minutes). The variants run in the order workers, main
-// thread, main thread, workers (2 rounds each); each check has a 60 s
+// is made (bounded to 3 minutes). The variants run in the order image
+// processes, main thread, main thread, image processes (2 rounds each); each check has a 60 s
 // deadline. Percentiles are over all the checks of a variant's rounds.
 //
 // Prints Markdown and writes bench/results/health-<runtime>.md and .json.
@@ -211,7 +211,9 @@ out.line(
     }, the default on ${cores} cores) and on the main thread (\`IMAGES_ON_MAIN_THREAD=1\`). ` +
     `The uploads are sent at once; one check at a time goes out every ${GAP_MS} ms until the last thumbnail is made. ` +
     `${ROUNDS} rounds per variant, in the order ${
-      order.join(", ")
+      order.map((variant) =>
+        variant === "main" ? "main thread" : "image processes"
+      ).join(", ")
     }; a fresh server per round; percentiles over all the checks of a variant. ` +
     `Idle: ${IDLE_CHECKS} checks in a row before the uploads. Load average ${
       loadBefore ?? "?"
