@@ -7,12 +7,13 @@
 //
 // Each runtime benchmarks its own server: the demo is started with this
 // process's executable, with a fresh DATA_DIR per variant and the default
-// number of image processes. For each variant: warm up (20 checks, one upload made
-// ready), 200 checks with nothing else to do, then the 20 uploads sent at
-// once while one check at a time goes out every 10 ms until every thumbnail
-// is made (bounded to 3 minutes). The variants run in the order image
-// processes, main thread, main thread, image processes (2 rounds each); each check has a 60 s
-// deadline. Percentiles are over all the checks of a variant's rounds.
+// number of image processes. For each variant: warm up (20 checks, one
+// upload made ready), 200 checks with nothing else to do, then the 20
+// uploads sent at once while one check at a time goes out every 10 ms until
+// every thumbnail is made (bounded to 3 minutes). The variants run in the
+// order image processes, main thread, main thread, image processes (2 rounds
+// each); each check has a 60 s deadline. Percentiles are over all the
+// checks of a variant's rounds.
 //
 // Prints Markdown and writes bench/results/health-<runtime>.md and .json.
 
