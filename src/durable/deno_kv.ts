@@ -43,6 +43,7 @@ import {
   NumberRule,
   show,
 } from "../core/_validate.ts";
+import { Listeners } from "./_listeners.ts";
 
 /** A `pollInterval`: a positive number of milliseconds up to 2^31-1, or Infinity. */
 const POLL_INTERVAL = new NumberRule(
@@ -239,7 +240,7 @@ const HAND_BACK_DELAY = 1000;
 export class DenoKvBackend implements DurableBackend {
   readonly #kv: KvDatabase;
   readonly #pollInterval: number;
-  readonly #listeners: Listener[] = [];
+  readonly #listeners: Listeners<Listener> = new Listeners();
   /**
    * Deliveries waiting for a free slot, oldest first: those that came due
    * (served first), and those enqueued without a delay.
@@ -254,7 +255,6 @@ export class DenoKvBackend implements DurableBackend {
     console.error("@background/tasks/durable (Deno KV):", error);
   #listening: Promise<void> | undefined;
   #poll: ReturnType<typeof setInterval> | undefined;
-  #next = 0;
   /** No more deliveries to listeners; writes in progress may finish. */
   #closing = false;
   /** The database is closed: nothing can be written or acknowledged. */
@@ -429,15 +429,13 @@ export class DenoKvBackend implements DurableBackend {
       stopped: this.#closing,
     };
     if (!this.#closing) {
-      this.#listeners.push(listener);
+      this.#listeners.add(listener);
       this.#start();
       this.#grant();
     }
     return {
       stop: () => {
-        listener.stopped = true;
-        const index = this.#listeners.indexOf(listener);
-        if (index !== -1) this.#listeners.splice(index, 1);
+        this.#listeners.stop(listener);
         return Promise.resolve();
       },
     };
@@ -481,8 +479,7 @@ export class DenoKvBackend implements DurableBackend {
     this.#closed ??= (async () => {
       this.#closing = true;
       clearInterval(this.#poll);
-      for (const listener of this.#listeners) listener.stopped = true;
-      this.#listeners.length = 0;
+      this.#listeners.stopAll();
       const waiting = [
         ...this.#waiting.due.splice(0),
         ...this.#waiting.fresh.splice(0),
@@ -680,12 +677,12 @@ export class DenoKvBackend implements DurableBackend {
     handBack: () => Promise<typeof HANDED_BACK>,
   ): Promise<Listener | undefined | typeof HANDED_BACK> {
     if (this.#closing) return Promise.resolve(undefined);
-    const free = this.#free();
+    const free = this.#listeners.free();
     if (free !== undefined) {
       free.running++;
       return Promise.resolve(free);
     }
-    if (this.#listeners.length === 0) return Promise.resolve(undefined);
+    if (this.#listeners.size === 0) return Promise.resolve(undefined);
     return new Promise((resolve) =>
       this.#waiting[due ? "due" : "fresh"].push({
         due,
@@ -699,24 +696,11 @@ export class DenoKvBackend implements DurableBackend {
   #grant(): void {
     const { due, fresh } = this.#waiting;
     while (due.length + fresh.length > 0) {
-      const free = this.#free();
+      const free = this.#listeners.free();
       if (free === undefined) return;
       free.running++;
       (due.length > 0 ? due : fresh).shift()!.give(free);
     }
-  }
-
-  /** The next listener, round robin, with a free slot. */
-  #free(): Listener | undefined {
-    const count = this.#listeners.length;
-    for (let i = 0; i < count; i++) {
-      const listener = this.#listeners[(this.#next + i) % count];
-      if (listener.running < listener.concurrency) {
-        this.#next = (this.#next + i + 1) % count;
-        return listener;
-      }
-    }
-    return undefined;
   }
 
   /** Replaces the message with a new one, delivered after `delay` ms. */

@@ -14,6 +14,7 @@ import {
   retryDelay,
 } from "./backend.ts";
 import { MAX_TIMEOUT } from "../core/_validate.ts";
+import { Listeners } from "./_listeners.ts";
 
 interface Entry {
   readonly message: DurableMessage;
@@ -75,9 +76,8 @@ export class MemoryBackend implements DurableBackend {
   /** Enqueued without a delay, oldest first. */
   readonly #fresh: Entry[] = [];
   readonly #timers: Set<ReturnType<typeof setTimeout>> = new Set();
-  readonly #listeners: Listener[] = [];
+  readonly #listeners: Listeners<Listener> = new Listeners();
   readonly #dead: DeadLetter[] = [];
-  #next = 0;
   #pumpScheduled = false;
   #closed = false;
 
@@ -111,13 +111,11 @@ export class MemoryBackend implements DurableBackend {
       running: 0,
       stopped: this.#closed,
     };
-    if (!this.#closed) this.#listeners.push(listener);
+    if (!this.#closed) this.#listeners.add(listener);
     this.#pump();
     return {
       stop: () => {
-        listener.stopped = true;
-        const index = this.#listeners.indexOf(listener);
-        if (index !== -1) this.#listeners.splice(index, 1);
+        this.#listeners.stop(listener);
         return Promise.resolve();
       },
     };
@@ -179,8 +177,7 @@ export class MemoryBackend implements DurableBackend {
     this.#closed = true;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
-    for (const listener of this.#listeners) listener.stopped = true;
-    this.#listeners.length = 0;
+    this.#listeners.stopAll();
     this.#due.length = 0;
     this.#fresh.length = 0;
     return Promise.resolve();
@@ -210,7 +207,7 @@ export class MemoryBackend implements DurableBackend {
     queueMicrotask(() => {
       this.#pumpScheduled = false;
       while (this.#due.length + this.#fresh.length > 0 && !this.#closed) {
-        const listener = this.#freeListener();
+        const listener = this.#listeners.free();
         if (listener === undefined) return;
         const entry = this.#due.length > 0
           ? this.#due.shift()!
@@ -218,19 +215,6 @@ export class MemoryBackend implements DurableBackend {
         this.#deliver(listener, entry);
       }
     });
-  }
-
-  /** The next listener, round robin, with a free slot. */
-  #freeListener(): Listener | undefined {
-    const count = this.#listeners.length;
-    for (let i = 0; i < count; i++) {
-      const listener = this.#listeners[(this.#next + i) % count];
-      if (listener.running < listener.concurrency) {
-        this.#next = (this.#next + i + 1) % count;
-        return listener;
-      }
-    }
-    return undefined;
   }
 
   #deliver(listener: Listener, entry: Entry): void {

@@ -31,6 +31,7 @@ import {
   retryDelay,
 } from "./backend.ts";
 import { openSqlite, type Row, type SqliteDatabase } from "./_sqlite_driver.ts";
+import { Listeners } from "./_listeners.ts";
 import {
   checkOptions,
   MAX_TIMEOUT,
@@ -172,7 +173,7 @@ export class SqliteBackend implements DurableBackend {
   readonly #owner: string = crypto.randomUUID();
   readonly #leaseDuration: number;
   readonly #pollInterval: number;
-  readonly #listeners: Listener[] = [];
+  readonly #listeners: Listeners<Listener> = new Listeners();
   readonly #inFlight: Set<InFlight> = new Set();
   #onError: (error: unknown) => void = (error) =>
     console.error("@background/tasks/durable (SQLite):", error);
@@ -306,7 +307,7 @@ export class SqliteBackend implements DurableBackend {
     };
     if (!this.#closed) {
       this.#onError = options.onError;
-      this.#listeners.push(listener);
+      this.#listeners.add(listener);
       this.#renewal ??= setInterval(
         () => this.#renew(),
         Math.max(1, Math.floor(this.#leaseDuration / 3)),
@@ -315,10 +316,8 @@ export class SqliteBackend implements DurableBackend {
     }
     return {
       stop: () => {
-        listener.stopped = true;
-        const index = this.#listeners.indexOf(listener);
-        if (index !== -1) this.#listeners.splice(index, 1);
-        if (this.#listeners.length === 0) {
+        this.#listeners.stop(listener);
+        if (this.#listeners.size === 0) {
           clearTimeout(this.#timer);
           this.#timer = undefined;
         }
@@ -422,8 +421,7 @@ export class SqliteBackend implements DurableBackend {
     this.#closed = true;
     clearTimeout(this.#timer);
     clearInterval(this.#renewal);
-    for (const listener of this.#listeners) listener.stopped = true;
-    this.#listeners.length = 0;
+    this.#listeners.stopAll();
     try {
       const now = Date.now();
       for (const delivery of this.#inFlight) {
@@ -494,21 +492,15 @@ export class SqliteBackend implements DurableBackend {
 
   #fill(): void {
     if (this.#closed) return;
-    let free = 0;
-    for (const listener of this.#listeners) {
-      free += listener.concurrency - listener.running;
-    }
+    const free = this.#listeners.freeSlots();
     if (free <= 0) return;
     const now = Date.now();
     if (this.#ready(now)) {
       for (const row of this.#claim(free, now)) {
-        const listener = this.#listeners.find((candidate) =>
-          candidate.running < candidate.concurrency
-        )!;
-        this.#deliver(listener, row);
+        this.#deliver(this.#listeners.free()!, row);
       }
     }
-    if (this.#listeners.some((l) => l.running < l.concurrency)) {
+    if (this.#listeners.freeSlots() > 0) {
       this.#arm(this.#nextDue(now));
     }
   }
@@ -544,7 +536,7 @@ export class SqliteBackend implements DurableBackend {
 
   #arm(at: number): void {
     clearTimeout(this.#timer);
-    if (this.#closed || this.#listeners.length === 0) return;
+    if (this.#closed || this.#listeners.size === 0) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#pump();

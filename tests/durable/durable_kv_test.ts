@@ -18,6 +18,7 @@ import {
   processScenarios,
   settles,
   starts,
+  turnScenario,
 } from "./fixtures/_scenarios.ts";
 import { gate, test } from "../_harness.ts";
 
@@ -74,6 +75,12 @@ async function keys(file: string): Promise<string[]> {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+turnScenario(
+  "DenoKvBackend",
+  (name, body) =>
+    kvTest(name, (file) => body({ open: () => DenoKvBackend.open(file) })),
+);
 
 backendScenarios("DenoKvBackend", (name, body) =>
   kvTest(name, (file) =>

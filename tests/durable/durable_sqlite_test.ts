@@ -16,6 +16,7 @@ import {
   enqueueOnce,
   processScenarios,
   settles,
+  turnScenario,
   waitUntil,
 } from "./fixtures/_scenarios.ts";
 import { gate, test } from "../_harness.ts";
@@ -50,6 +51,12 @@ async function rows(file: string): Promise<{ tasks: number; dead: number }> {
 const WORKER = "./worker.ts";
 /** Short leases and polls, so that the process tests take seconds. */
 const OPTIONS = { leaseDuration: 1000, pollInterval: 50 };
+
+turnScenario(
+  "SqliteBackend",
+  (name, body) =>
+    sqliteTest(name, (file) => body({ open: () => SqliteBackend.open(file) })),
+);
 
 backendScenarios(
   "SqliteBackend",

@@ -18,7 +18,11 @@ import {
   type ListenOptions,
   MemoryBackend,
 } from "../../src/durable/mod.ts";
-import { backendScenarios, settles } from "./fixtures/_scenarios.ts";
+import {
+  backendScenarios,
+  settles,
+  turnScenario,
+} from "./fixtures/_scenarios.ts";
 import { flush, gate, test } from "../_harness.ts";
 
 /** A backend that tells when a delivery reported its outcome. */
@@ -83,6 +87,15 @@ backendScenarios("MemoryBackend", (name, body) =>
       await shared.close();
     }
   }));
+
+turnScenario(
+  "MemoryBackend",
+  (name, body) =>
+    test(
+      name,
+      () => body({ open: () => Promise.resolve(new MemoryBackend()) }),
+    ),
+);
 
 test("DurableQueue() refuses a backend that is not one", () => {
   assert.throws(
