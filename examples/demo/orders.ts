@@ -14,7 +14,7 @@
 import type { BackgroundTasksEnv } from "@background/tasks/hono";
 import type { DurableContext } from "@background/tasks/durable";
 import { Hono } from "hono";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
   BodyTooLarge,
   brief,
@@ -78,6 +78,8 @@ interface SentMark {
  */
 export class OrderStore {
   readonly #db: DatabaseSync;
+  /** The statement of `summaryChunk`, prepared on first use. */
+  #summary: StatementSync | undefined;
   #sent: SentMark[] = [];
   #sentTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -180,30 +182,33 @@ export class OrderStore {
     email: Record<EmailStatus, number>;
     last: number | undefined;
   } {
-    const rows = this.#db.prepare(
-      "SELECT rowid AS row, email_status, items FROM orders WHERE rowid > ? ORDER BY rowid LIMIT ?",
-    ).all(afterRow, limit) as unknown as {
-      row: number;
-      email_status: EmailStatus;
-      items: string;
-    }[];
-    const email: Record<EmailStatus, number> = {
-      pending: 0,
-      sent: 0,
-      failed: 0,
-    };
-    let quantity = 0;
-    for (const row of rows) {
-      email[row.email_status]++;
-      for (const item of JSON.parse(row.items) as OrderItem[]) {
-        quantity += item.quantity;
-      }
-    }
+    // Summed by SQLite, one row back: no row objects and parsed items per
+    // order in this heap. With 20 reports over 20,000 orders on Deno, the
+    // worst `GET /health` went from 51–56 ms to 22–32 ms, p99 from 8–14 ms
+    // to 8 ms (bench/demo_reports.ts, two runs each).
+    this.#summary ??= this.#db.prepare(`
+      SELECT COUNT(*) AS count, MAX(row) AS last,
+        TOTAL(email_status = 'pending') AS pending,
+        TOTAL(email_status = 'sent') AS sent,
+        TOTAL(email_status = 'failed') AS failed,
+        TOTAL((SELECT TOTAL(json_extract(value, '$.quantity'))
+          FROM json_each(items))) AS quantity
+      FROM (SELECT rowid AS row, email_status, items FROM orders
+        WHERE rowid > ? ORDER BY rowid LIMIT ?)`);
+    const sums = this.#summary.get(afterRow, limit) as Record<
+      "count" | "last" | "pending" | "sent" | "failed" | "quantity",
+      number | bigint | null
+    >;
+    const count = Number(sums.count);
     return {
-      count: rows.length,
-      quantity,
-      email,
-      last: rows.length < limit ? undefined : Number(rows.at(-1)!.row),
+      count,
+      quantity: Number(sums.quantity),
+      email: {
+        pending: Number(sums.pending),
+        sent: Number(sums.sent),
+        failed: Number(sums.failed),
+      },
+      last: count < limit ? undefined : Number(sums.last),
     };
   }
 

@@ -176,3 +176,54 @@ test("orders: a body that cannot be read is a 400, or a 503 while the server shu
       "The server is shutting down: The body could not be read; send it again",
   });
 });
+
+test("orders: summaryChunk sums each chunk of orders in rowid order, and says where the next begins", async () => {
+  await withStore(async (store) => {
+    // 7 orders: quantities 1 + 2 + ... + 7 in two items each (n and 1);
+    // the 2nd and 5th sent, the 6th failed.
+    const ids = Array.from({ length: 7 }, (_, i) => {
+      const id = crypto.randomUUID();
+      store.insert(id, "ada@example.com", [
+        { sku: "MUG-1", quantity: i + 1 },
+        { sku: "TEE-2", quantity: 1 },
+      ]);
+      return id;
+    });
+    await store.markSent(ids[1]);
+    await store.markSent(ids[4]);
+    store.markFailed(ids[5]);
+    const chunks = [];
+    for (let after: number | undefined = 0; after !== undefined;) {
+      const chunk = store.summaryChunk(after, 3);
+      chunks.push(chunk);
+      after = chunk.last;
+    }
+    assert.deepEqual(chunks, [
+      {
+        count: 3,
+        quantity: 1 + 2 + 3 + 3,
+        email: { pending: 2, sent: 1, failed: 0 },
+        last: 3,
+      },
+      {
+        count: 3,
+        quantity: 4 + 5 + 6 + 3,
+        email: { pending: 1, sent: 1, failed: 1 },
+        last: 6,
+      },
+      {
+        count: 1,
+        quantity: 7 + 1,
+        email: { pending: 1, sent: 0, failed: 0 },
+        last: undefined,
+      },
+    ]);
+    // A table that ends on a chunk's edge: one more, empty, chunk.
+    assert.deepEqual(store.summaryChunk(7, 3), {
+      count: 0,
+      quantity: 0,
+      email: { pending: 0, sent: 0, failed: 0 },
+      last: undefined,
+    });
+  });
+});
