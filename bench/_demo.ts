@@ -13,6 +13,7 @@ import {
   ROOT,
   startDemo as launch,
 } from "../tests/demo/fixtures/server.ts";
+import { Image } from "imagescript";
 import { runtime } from "./_runtime.ts";
 
 /** The repository's root folder. */
@@ -184,4 +185,28 @@ export class Report {
       `\nwrote bench/results/${name}-${slug}.md and bench/results/${name}-${slug}.json`,
     );
   }
+}
+
+/** A photo-like JPEG: a gradient with noise, so it compresses like a photo. */
+export async function photo(
+  width: number,
+  height: number,
+  noise: number,
+  quality: number,
+): Promise<Uint8Array> {
+  const image = new Image(width, height);
+  const bitmap = image.bitmap;
+  let seed = 1;
+  const random = () =>
+    (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      bitmap[i] = (x * 255) / width + (random() - 0.5) * noise;
+      bitmap[i + 1] = (y * 255) / height + (random() - 0.5) * noise;
+      bitmap[i + 2] = 128 + (random() - 0.5) * noise;
+      bitmap[i + 3] = 255;
+    }
+  }
+  return await image.encodeJPEG(quality as 85);
 }

@@ -19,10 +19,10 @@
 
 import { connect } from "node:net";
 import { readFileSync } from "node:fs";
-import { Image } from "imagescript";
 import {
   load,
   percentile,
+  photo,
   Report,
   request,
   sleep,
@@ -33,30 +33,6 @@ import { runtime } from "./_runtime.ts";
 
 const ROUNDS = 40;
 const UPLOADS = 100;
-
-/** A photo-like JPEG: a gradient with noise, so it compresses like a photo. */
-async function photo(
-  width: number,
-  height: number,
-  noise: number,
-  quality: number,
-): Promise<Uint8Array> {
-  const image = new Image(width, height);
-  const bitmap = image.bitmap;
-  let seed = 1;
-  const random = () =>
-    (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 4;
-      bitmap[i] = (x * 255) / width + (random() - 0.5) * noise;
-      bitmap[i + 1] = (y * 255) / height + (random() - 0.5) * noise;
-      bitmap[i + 2] = 128 + (random() - 0.5) * noise;
-      bitmap[i + 3] = 255;
-    }
-  }
-  return await image.encodeJPEG(quality as 85);
-}
 
 /** A multipart request for `bytes`, as raw HTTP/1.1 bytes. */
 function rawRequest(port: number, bytes: Uint8Array): Uint8Array {
