@@ -4,7 +4,9 @@
 // JPEGs of one size with more and more scans (tests/demo/fixtures/crafted.ts:
 // each AC scan is a few bytes that make the decoder walk every block again).
 // The slope of time over scans, per pixel, says what a scan costs beside a
-// pixel's whole decode.
+// pixel's whole decode. The decode is the demo's (`decodeImage` in
+// examples/demo/image_job.ts); imagescript's v1 `Image.decode`, which the
+// demo used before, is timed beside it for the baseline JPEGs.
 //
 //   deno run -A bench/demo_decode.ts      bun bench/demo_decode.ts
 //
@@ -13,6 +15,7 @@
 // bench/results/demo-decode-<runtime>.md and .json.
 
 import { Image } from "imagescript";
+import { decodeImage } from "../examples/demo/image_job.ts";
 import { progressiveJpeg } from "../tests/demo/fixtures/crafted.ts";
 import { load, photo, Report } from "./_demo.ts";
 import { median, runtime } from "./_runtime.ts";
@@ -23,12 +26,15 @@ const PROGRESSIVE: [number, number] = [1000, 1000];
 const SCANS = [2, 25, 50, 100];
 
 /** Median milliseconds to decode `bytes`, after one decode to warm up. */
-async function decodeMs(bytes: Uint8Array): Promise<number> {
-  await Image.decode(bytes);
+async function decodeMs(
+  bytes: Uint8Array<ArrayBuffer>,
+  decode: (bytes: Uint8Array<ArrayBuffer>) => Promise<Image> = decodeImage,
+): Promise<number> {
+  await decode(bytes);
   const times: number[] = [];
   for (let i = 0; i < DECODES; i++) {
     const start = performance.now();
-    await Image.decode(bytes);
+    await decode(bytes);
     times.push(performance.now() - start);
   }
   return median(times);
@@ -37,18 +43,25 @@ async function decodeMs(bytes: Uint8Array): Promise<number> {
 const loadBefore = load();
 const baseline = [];
 for (const [width, height] of SIZES) {
-  const ms = await decodeMs(await photo(width, height, 60, 92));
+  const bytes = await photo(width, height, 60, 92) as Uint8Array<ArrayBuffer>;
+  const ms = await decodeMs(bytes);
+  const v1Ms = await decodeMs(bytes, (bytes) => Image.decode(bytes));
   baseline.push({
     width,
     height,
     ms,
     nsPerPixel: (ms * 1e6) / (width * height),
+    v1Ms,
   });
 }
 const [pw, ph] = PROGRESSIVE;
 const progressive = [];
 for (const scans of SCANS) {
-  const ms = await decodeMs(progressiveJpeg({ width: pw, height: ph, scans }));
+  const ms = await decodeMs(
+    progressiveJpeg({ width: pw, height: ph, scans }) as Uint8Array<
+      ArrayBuffer
+    >,
+  );
   progressive.push({ scans, ms });
 }
 const loadAfter = load();
@@ -70,18 +83,20 @@ out.line(
 );
 out.line();
 out.line(
-  `\`Image.decode\` on the main thread, median of ${DECODES} after one warm-up. Load average ${
+  `The demo's \`decodeImage\` on the main thread (v1 \`Image.decode\` beside it), median of ${DECODES} after one warm-up. Load average ${
     loadBefore ?? "?"
   } before, ${loadAfter ?? "?"} after.`,
 );
 out.line();
-out.line("| baseline JPEG (photo-like) | ms | ns per pixel |");
-out.line("| --- | ---: | ---: |");
+out.line(
+  "| baseline JPEG (photo-like) | ms | ns per pixel | v1 `Image.decode` ms |",
+);
+out.line("| --- | ---: | ---: | ---: |");
 for (const b of baseline) {
   out.line(
     `| ${b.width}x${b.height} | ${b.ms.toFixed(1)} | ${
       b.nsPerPixel.toFixed(1)
-    } |`,
+    } | ${b.v1Ms.toFixed(1)} |`,
   );
 }
 out.line();

@@ -8,8 +8,8 @@
 // The budget rule (`decodeWork`) follows what bench/demo_decode.ts measures:
 // imagescript's decode time grows with the pixels, and for a progressive
 // JPEG with the scans too (each scan is a pass over every block of the
-// image): 0.17 to 0.21 ns per pixel per scan against 108 to 280 ns per pixel
-// for a whole photo-like decode, so a scan costs 1/500 to 1/1100 of a pixel.
+// image): 0.17 to 0.18 ns per pixel per scan against 80 to 111 ns per pixel
+// for a whole photo-like decode, so a scan costs 1/460 to 1/510 of a pixel.
 // The rule counts a scan as 1/100 of a pixel: on the safe side, since the
 // measured scans are those of a flat grey image, the cheapest there are.
 

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Hono } from "hono";
+import { Image } from "imagescript";
 import { TaskManager } from "../../mod.ts";
 import {
   backgroundTasks,
@@ -20,6 +21,7 @@ import {
   MultipartError,
   readMultipart,
 } from "../../examples/demo/multipart.ts";
+import { decodeImage } from "../../examples/demo/image_job.ts";
 import { IDEMPOTENCY_TTL, OrderStore } from "../../examples/demo/orders.ts";
 import { UploadGate } from "../../examples/demo/photos.ts";
 import { REPORT_CHUNK, reportRoutes } from "../../examples/demo/reports.ts";
@@ -127,6 +129,23 @@ test("decodeWork() counts a JPEG's scans as 1/100 of its pixels each", () => {
   assert.equal(decodeWork({ ...header, scans: 100 }), 24_000_000);
   assert.equal(decodeWork({ ...header, format: "png" }), 12_000_000);
   assert.equal(decodeWork({ ...header, format: "png" }, 16), 24_000_000);
+});
+
+test("decodeImage() gives the pixels imagescript's Image.decode gives, and its errors", async () => {
+  const grey = progressiveJpeg({ width: 40, height: 24, scans: 3 });
+  for (const bytes of [photo.jpeg, grey, photo.png]) {
+    const ours = await decodeImage(bytes as Uint8Array<ArrayBuffer>);
+    const theirs = await Image.decode(bytes);
+    assert.equal(ours.width, theirs.width);
+    assert.equal(ours.height, theirs.height);
+    assert.deepEqual(ours.bitmap, theirs.bitmap);
+  }
+  const corrupt = undecodableJpeg() as Uint8Array<ArrayBuffer>;
+  const expected = await Image.decode(corrupt).then(
+    () => assert.fail("imagescript decoded a corrupt JPEG"),
+    (error: Error) => error.message,
+  );
+  await assert.rejects(decodeImage(corrupt), { message: expected });
 });
 
 /** A multipart body split into chunks of `size` bytes. */
