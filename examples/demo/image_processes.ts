@@ -75,9 +75,11 @@ function command(dataDir: string): { file: string; args: string[] } {
     return {
       file: deno.execPath(),
       // Reads anywhere (its modules, imagescript's WebAssembly), writes only
-      // under DATA_DIR; FFI for imagescript's native encoder.
+      // under DATA_DIR; FFI for imagescript's native encoder; `gc()` for
+      // image_process.ts.
       args: [
         "run",
+        "--v8-flags=--expose-gc",
         "--allow-read",
         `--allow-write=${dataDir}`,
         "--allow-env",
@@ -87,7 +89,7 @@ function command(dataDir: string): { file: string; args: string[] } {
       ],
     };
   }
-  return { file: process.execPath, args: [SCRIPT] };
+  return { file: process.execPath, args: [SCRIPT] }; // Bun: `Bun.gc()`
 }
 
 /** Runs image jobs in up to `size` child processes; see the module's header. */
