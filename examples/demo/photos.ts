@@ -441,6 +441,14 @@ type TryOutcome =
  * One try of a photo's three thumbnails: a fail-fast group of the image
  * manager with concurrency 1, widest first (the image process makes each
  * from the one before). `signal` cancels the try.
+ *
+ * The thumbnails after the first have priority 1, so a photo under way goes
+ * ahead of photos not yet begun: its next thumbnail joins the image
+ * manager's queue only when the one before settles, behind every other
+ * photo's first, and without the priority each of its thumbnails would find
+ * the image process holding another photo and decode the original again
+ * (under load, three decodes per photo instead of one). The same priority
+ * for both keeps them widest first in the group.
  */
 async function thumbnailsOnce(
   deps: PhotoDeps,
@@ -464,7 +472,7 @@ async function thumbnailsOnce(
           width,
           last: i === widths.length - 1,
         }, { signal }),
-      { timeout },
+      { timeout, priority: i === 0 ? 0 : 1 },
     );
     deps.onQueued?.(task);
     // The photo's progress: the share of its thumbnails made. An operator's

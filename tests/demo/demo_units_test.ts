@@ -3,7 +3,7 @@
 // idempotency of orders, and the report that yields to the event loop.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { Hono } from "hono";
 import { Image } from "imagescript";
 import { TaskManager } from "../../mod.ts";
@@ -23,7 +23,12 @@ import {
 } from "../../examples/demo/multipart.ts";
 import { decodeImage } from "../../examples/demo/image_job.ts";
 import { IDEMPOTENCY_TTL, OrderStore } from "../../examples/demo/orders.ts";
-import { UploadGate } from "../../examples/demo/photos.ts";
+import type { ImagePool } from "../../examples/demo/image_processes.ts";
+import {
+  type PhotoDeps,
+  processPhoto,
+  UploadGate,
+} from "../../examples/demo/photos.ts";
 import { REPORT_CHUNK, reportRoutes } from "../../examples/demo/reports.ts";
 import { PhotoStore } from "../../examples/demo/storage.ts";
 import {
@@ -146,6 +151,64 @@ test("decodeImage() gives the pixels imagescript's Image.decode gives, and its e
     (error: Error) => error.message,
   );
   await assert.rejects(decodeImage(corrupt), { message: expected });
+});
+
+test("under load, a photo's thumbnails run back to back, ahead of photos not yet begun", async () => {
+  // The image process keeps the decoded original between a photo's jobs:
+  // a job of another photo in between would make it decode again.
+  const dir = await tempDir();
+  const store = new PhotoStore(dir);
+  const images = new TaskManager({ concurrency: 1 });
+  const tasks = new TaskManager();
+  const jobs: string[] = [];
+  const pool: ImagePool = {
+    async run(job) {
+      jobs.push(`${basename(dirname(job.input))} ${job.width}`);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      return { width: job.width, height: 1, original: { width: 1, height: 1 } };
+    },
+    async close() {},
+    processes: [],
+  };
+  const deps: PhotoDeps = {
+    store,
+    closing: new AbortController().signal,
+    pool,
+    images,
+    maxUploadBytes: 1 << 20,
+    uploads: new UploadGate(4),
+    maxWork: 1e6,
+  };
+  try {
+    await store.init();
+    const ids = ["a", "b", "c"].map((c) =>
+      `${c.repeat(8)}-0000-4000-8000-${"0".repeat(12)}`
+    );
+    const metas = [];
+    for (const id of ids) {
+      const meta = {
+        id,
+        status: "processing",
+        type: "jpeg",
+        width: 120,
+        height: 80,
+        createdAt: new Date().toISOString(),
+      } as const;
+      await store.create(meta, photo.jpeg);
+      metas.push(meta);
+    }
+    for (const meta of metas) processPhoto(tasks, deps, meta);
+    await tasks.idle();
+    assert.deepEqual(
+      jobs,
+      ids.flatMap((id) => [`${id} 600`, `${id} 300`, `${id} 150`]),
+    );
+    for (const id of ids) assert.equal((await store.meta(id))?.status, "ready");
+  } finally {
+    await tasks.shutdown();
+    await images.shutdown();
+    await removeDir(dir);
+  }
 });
 
 /** A multipart body split into chunks of `size` bytes. */
