@@ -24,6 +24,7 @@
 // `expire`, `finish`, `admit`), which the scheduler and the group call.
 
 import { backoffDelay, jittered } from "./_backoff.ts";
+import { keepClassOf } from "./_classes.ts";
 import { checkProgress, MAX_TIMEOUT } from "./_validate.ts";
 import type {
   RetryOptions,
@@ -466,4 +467,22 @@ export class TaskExtra {
   progress: unknown = undefined;
   /** When its last `progress` event went out, for the rate limit on them. */
   progressAt = 0;
+}
+
+// A record that never runs, for the hidden classes of a record and of its
+// extra state (see _classes.ts): made, begun and finished as a task is, so
+// that its fields have the representations a real task's end with.
+{
+  const exemplar = new TaskRecord(
+    { cancel: () => false, progressed() {} },
+    undefined,
+    "",
+    () => {},
+    1000,
+    undefined,
+    0,
+  );
+  exemplar.begin();
+  exemplar.finish(true, undefined);
+  keepClassOf(exemplar);
 }

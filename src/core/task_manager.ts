@@ -1,3 +1,4 @@
+import { keepClassOf } from "./_classes.ts";
 import { Listeners } from "./_listeners.ts";
 import { register } from "./_registry.ts";
 import {
@@ -749,3 +750,9 @@ export class TaskManager extends EventTarget implements AsyncDisposable {
     }
   }
 }
+
+// A manager that never runs a task, for the hidden classes of a manager and
+// its scheduler and queues, which a program that makes managers and drops
+// them (a test suite, a script per job) would otherwise lose at every full
+// collection (see _classes.ts).
+keepClassOf(new TaskManager());
