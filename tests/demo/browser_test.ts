@@ -4,7 +4,8 @@
 // sees an order, a report and a failed photo in their tables; cancels a
 // running thumbnail with its button; and reconnects after the server
 // restarts. Screenshots go to tests/.artifacts/ (demo-running.png while a
-// thumbnail runs, demo.png after the cancel).
+// thumbnail runs, demo.png after the cancel). In durable mode (SQLite), it
+// retries one dead letter and deletes another with the page's buttons.
 //
 // playwright-core works under Node, Deno and Bun alike here, so the test runs
 // under all three. Chromium must be installed: without it the test fails and
@@ -13,7 +14,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -49,37 +50,45 @@ const ARGS = [
   "--disable-quic",
 ];
 
-test("GET / is an operator's page: it uploads, lists, cancels, and reconnects after a restart, in Chromium", async () => {
+type Context = Awaited<ReturnType<typeof chromium.launchPersistentContext>>;
+
+/** Headless Chromium with a fresh profile in `profile`. */
+function openChromium(profile: string): Promise<Context> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `Chromium is not installed at ${CHROMIUM}: install it with ` +
         "`apt-get update && apt-get install -y chromium` (CI installs it)",
     );
   }
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    args: ARGS,
+    viewport: { width: 1280, height: 900 },
+    // The page's CSP forbids eval, which Playwright uses for string expressions.
+    bypassCSP: true,
+    timeout: 30_000,
+  });
+}
+
+/** Browser-side code, as a string: the test is type-checked without the DOM types. */
+const text = (id: string) =>
+  `document.getElementById(${JSON.stringify(id)}).textContent`;
+const live = `document.getElementById("link")?.textContent === "live"`;
+
+test("GET / is an operator's page: it uploads, lists, cancels, and reconnects after a restart, in Chromium", async () => {
   const photo = await gradient(1200, 800);
   const dataDir = await tempDir();
   const profile = await mkdtemp(join(tmpdir(), "demo-chromium-"));
   let server: DemoServer | undefined;
-  let context:
-    | Awaited<ReturnType<typeof chromium.launchPersistentContext>>
-    | undefined;
+  let context: Context | undefined;
   try {
     server = await startDemo("deno", dataDir);
     const url = server.url;
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      args: ARGS,
-      viewport: { width: 1280, height: 900 },
-      // The page's CSP forbids eval, which Playwright uses for string expressions.
-      bypassCSP: true,
-      timeout: 30_000,
-    });
+    context = await openChromium(profile);
     const page = await context.newPage();
     page.setDefaultTimeout(20_000);
     await page.goto(`${url}/`);
     assert.equal(await page.title(), "Background tasks demo");
-    // Browser-side code is given as strings: the test is type-checked without the DOM types.
-    const live = `document.getElementById("link")?.textContent === "live"`;
     await page.waitForFunction(live);
 
     // An upload through the page's file input: its thumbnails show.
@@ -112,8 +121,6 @@ test("GET / is an operator's page: it uploads, lists, cancels, and reconnects af
       body: photoForm(undecodableJpeg(), "broken.jpg", "image/jpeg"),
     });
     await request(`${url}/reports`, { method: "POST" });
-    const text = (id: string) =>
-      `document.getElementById(${JSON.stringify(id)}).textContent`;
     await page.waitForFunction(
       `${text("orders")}.includes("ada@example.com") && ${
         text("orders")
@@ -171,6 +178,67 @@ test("GET / is an operator's page: it uploads, lists, cancels, and reconnects af
     server = await startDemo("deno", dataDir, { PORT: port });
     await page.waitForFunction(live);
     await page.waitForFunction(`${text("photos")}.includes("gradient.jpg")`);
+  } finally {
+    await context?.close();
+    await server?.kill();
+    await removeDir(dataDir);
+    await removeDir(profile);
+  }
+});
+
+test("in durable mode the page lists dead letters, and its buttons retry one and delete another, in Chromium", async () => {
+  const dataDir = await tempDir();
+  const profile = await mkdtemp(join(tmpdir(), "demo-chromium-"));
+  let server: DemoServer | undefined;
+  let context: Context | undefined;
+  try {
+    // One attempt per email, and an outbox that cannot be written: each
+    // order's email becomes a dead letter.
+    const outbox = join(dataDir, "outbox");
+    await writeFile(outbox, "not a folder");
+    server = await startDemo("deno", dataDir, {
+      DURABLE: "sqlite",
+      DURABLE_CONCURRENCY: "1",
+      SQLITE_LEASE_MS: "1000",
+      WORKERS: "1",
+      MAIL_ATTEMPTS: "1",
+    });
+    const url = server.url;
+    const orders: string[] = [];
+    for (const email of ["ada@example.com", "grace@example.com"]) {
+      const response = await request(`${url}/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email, items: [{ sku: "MUG-1", quantity: 1 }] }),
+      });
+      assert.equal(response.status, 201);
+      orders.push((await response.json()).orderId);
+    }
+    context = await openChromium(profile);
+    const page = await context.newPage();
+    page.setDefaultTimeout(20_000);
+    await page.goto(`${url}/`);
+    await page.waitForFunction(live);
+    const count = `${text("dead-count")}`;
+    await page.waitForFunction(`${count} === "2"`);
+    await rm(outbox);
+
+    // Retry: the first row's email is sent this time, and leaves the list.
+    await page.locator("#dead tr", { hasText: "send" }).first()
+      .locator("button", { hasText: "retry" }).click();
+    await page.waitForFunction(`${count} === "1"`);
+    await page.waitForFunction(`${text("orders")}.includes("sent")`);
+    // Delete: the other one leaves the list, and its email stays failed.
+    await page.locator("#dead tr", { hasText: "send" }).first()
+      .locator("button", { hasText: "delete" }).click();
+    await page.waitForFunction(
+      `${count} === "0" && ${text("dead")}.includes("no dead letter")`,
+    );
+    const statuses = await Promise.all(orders.map(async (id) => {
+      const response = await request(`${url}/orders/${id}`);
+      return (await response.json()).emailStatus;
+    }));
+    assert.deepEqual(statuses.sort(), ["failed", "sent"]);
   } finally {
     await context?.close();
     await server?.kill();
