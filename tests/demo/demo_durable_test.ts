@@ -116,6 +116,36 @@ async function startAll(
   );
 }
 
+/** A Deno and a Bun demo on one `dataDir`, each with its task log. */
+interface Pair {
+  a: DemoServer;
+  b: DemoServer;
+  logA: TaskLog;
+  logB: TaskLog;
+}
+
+/**
+ * Runs `fn` with a Deno demo (A) and a Bun demo (B) started at once on
+ * `dataDir`, and their task logs; closes the logs and kills both after.
+ */
+async function withPair(
+  dataDir: string,
+  env: Record<string, string>,
+  fn: (pair: Pair) => Promise<void>,
+): Promise<void> {
+  const servers: DemoServer[] = [];
+  const logs: TaskLog[] = [];
+  try {
+    const [a, b] = await startAll(["deno", "bun"], dataDir, env, servers);
+    for (const server of [a, b]) logs.push(await TaskLog.open(server));
+    const [logA, logB] = logs;
+    await fn({ a, b, logA, logB });
+  } finally {
+    for (const log of logs) await log.close();
+    for (const server of servers) await server.kill();
+  }
+}
+
 interface TaskMessage {
   event: string;
   task: { id: string; name: string; status: string };
@@ -360,25 +390,15 @@ async function storePhoto(
 const small = await gradient(1200, 800);
 
 /** Everything posted to A; each process runs some; one try each. */
-async function splitTheWork(
+function splitTheWork(
   mode: string,
   env: Record<string, string>,
   dataDir: string,
 ): Promise<void> {
-  const servers: DemoServer[] = [];
-  const logs: TaskLog[] = [];
-  try {
-    const [a, b] = await startAll(
-      ["deno", "bun"],
-      dataDir,
-      env,
-      servers,
-    );
+  return withPair(dataDir, env, async ({ a, b, logA, logB }) => {
     for (const server of [a, b]) {
       assert.match(server.output(), new RegExp(`durable mode \\(${mode}\\)`));
-      logs.push(await TaskLog.open(server));
     }
-    const [logA, logB] = logs;
 
     // Everything is posted to A only.
     const [photos, orders] = await Promise.all([
@@ -402,10 +422,7 @@ async function splitTheWork(
     }
     const outbox = await readdir(join(dataDir, "outbox"));
     assert.deepEqual(outbox.sort(), orders.map((id) => `${id}.eml`).sort());
-  } finally {
-    for (const log of logs) await log.close();
-    for (const server of servers) await server.kill();
-  }
+  });
 }
 
 /** B is killed while it makes a thumbnail; A finishes everything. */
@@ -415,20 +432,10 @@ async function killOneMidWork(
   dataDir: string,
 ): Promise<void> {
   const big = await gradient(2400, 1600);
-  const servers: DemoServer[] = [];
-  const logs: TaskLog[] = [];
-  try {
-    const [a, b] = await startAll(
-      ["deno", "bun"],
-      dataDir,
-      env,
-      servers,
-    );
+  await withPair(dataDir, env, async ({ a, b, logA, logB }) => {
     for (const server of [a, b]) {
       assert.match(server.output(), new RegExp(`durable mode \\(${mode}\\)`));
-      logs.push(await TaskLog.open(server));
     }
-    const [logA, logB] = logs;
 
     const [photos, orders] = await Promise.all([
       upload(a, big.jpeg, 3),
@@ -452,10 +459,7 @@ async function killOneMidWork(
 
     await untilDone(a, orders, photos);
     await logA.photoDone(photo, "Deno");
-  } finally {
-    for (const log of logs) await log.close();
-    for (const server of servers) await server.kill();
-  }
+  });
 }
 
 redisTest(
@@ -529,15 +533,9 @@ redisTest(
   "durable mode: SIGTERM hands the task cut short back to the queue, and the other process does it",
   async (redis, dataDir) => {
     const big = await gradient(2400, 1600);
-    const servers: DemoServer[] = [];
-    const logs: TaskLog[] = [];
-    try {
-      // No wait for running tasks at shutdown: cancel them at once.
-      const env = { ...durableEnv(redis), SHUTDOWN_TIMEOUT_MS: "0" };
-      const [a, b] = await startAll(["deno", "bun"], dataDir, env, servers);
-      for (const server of [a, b]) logs.push(await TaskLog.open(server));
-      const [logA, logB] = logs;
-
+    // No wait for running tasks at shutdown: cancel them at once.
+    const env = { ...durableEnv(redis), SHUTDOWN_TIMEOUT_MS: "0" };
+    await withPair(dataDir, env, async ({ a, b, logA, logB }) => {
       const photos = await upload(a, big.jpeg, 3);
       const { task } = await logB.thumbnailStarted("Bun");
       const photo = task.name.split(" ")[2];
@@ -549,10 +547,7 @@ redisTest(
 
       await untilDone(a, [], photos);
       await logA.photoDone(photo, "Deno");
-    } finally {
-      for (const log of logs) await log.close();
-      for (const server of servers) await server.kill();
-    }
+    });
   },
 );
 
