@@ -17,7 +17,6 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { chromium } from "playwright-core";
 import { test } from "../_harness.ts";
 import { progressiveJpeg, undecodableJpeg } from "./fixtures/crafted.ts";
@@ -31,12 +30,6 @@ import {
   startDemo,
   tempDir,
 } from "./fixtures/server.ts";
-
-if ((process.versions as Record<string, string | undefined>).bun) {
-  const bunTest = "bun:test";
-  const { setDefaultTimeout } = await import(bunTest);
-  setDefaultTimeout(30_000);
-}
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARGS = [

@@ -23,12 +23,6 @@ import {
   tempDir,
 } from "./fixtures/server.ts";
 
-if ((process.versions as Record<string, string | undefined>).bun) {
-  const bunTest = "bun:test";
-  const { setDefaultTimeout } = await import(bunTest);
-  setDefaultTimeout(30_000);
-}
-
 async function withDemo(
   runtime: Runtime,
   env: Record<string, string>,

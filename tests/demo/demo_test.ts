@@ -13,7 +13,6 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { join } from "node:path";
-import process from "node:process";
 import { test } from "../_harness.ts";
 import {
   type DemoServer,
@@ -34,13 +33,6 @@ import {
   progressiveJpeg,
   undecodableJpeg,
 } from "./fixtures/crafted.ts";
-
-// Bun gives each test 5 s by default; a test here starts a server or two.
-if ((process.versions as Record<string, string | undefined>).bun) {
-  const bunTest = "bun:test";
-  const { setDefaultTimeout } = await import(bunTest);
-  setDefaultTimeout(30_000);
-}
 
 const UUID =
   /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
