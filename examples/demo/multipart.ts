@@ -193,8 +193,10 @@ export async function readMultipart(
           // A part's body: up to the next delimiter.
           const at = data.indexOf(delimiter);
           if (at === -1) {
-            // The tail may hold the start of the delimiter: keep it back.
-            const safe = Math.max(0, data.length - (delimiter.length - 1));
+            // The tail may hold the start of the delimiter: keep back only
+            // the bytes that do (rarely any), so that the next chunk is
+            // handed on as it came, never copied to join a carry.
+            const safe = data.length - partialEnd(data, delimiter);
             if (safe > 0) await sink?.write(data.subarray(0, safe));
             carry = data.subarray(safe);
             data = Buffer.alloc(0);
@@ -215,6 +217,22 @@ export async function readMultipart(
     reader.cancel().catch(() => {});
     reader.releaseLock();
   }
+}
+
+/**
+ * How many of `data`'s last bytes are the start of `delimiter` (at most one
+ * byte fewer than it): what must wait for the next chunk to tell.
+ */
+function partialEnd(data: Uint8Array, delimiter: Uint8Array): number {
+  const first = delimiter[0];
+  for (let k = Math.min(data.length, delimiter.length - 1); k > 0; k--) {
+    const from = data.length - k;
+    if (data[from] !== first) continue;
+    let i = 1;
+    while (i < k && data[from + i] === delimiter[i]) i++;
+    if (i === k) return k;
+  }
+  return 0;
 }
 
 /** The name, filename and content type of a part, from its header lines. */

@@ -269,6 +269,49 @@ test("readMultipart() hands each part's bytes on whole, whatever the chunk bound
   }
 });
 
+test("readMultipart() keeps a part whole when it holds near-delimiters, split at every byte", async () => {
+  // Bytes that begin like the delimiter and then differ, at the end of the
+  // content too: each split makes a chunk end inside one of them.
+  const boundary = "b0undary";
+  const tricky = `x\r\n--b0und\ry\r\n-\r\r\n--b0undar\r\n--b0undar\r`;
+  const body = new TextEncoder().encode(
+    `--${boundary}\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\n${tricky}\r\n--${boundary}--\r\n`,
+  );
+  for (let size = 1; size <= body.length; size++) {
+    let got = "";
+    await readMultipart(chunked(body, size), boundary, () => ({
+      write: (chunk) => void (got += new TextDecoder().decode(chunk)),
+    }), LIMITS);
+    assert.equal(got, tricky, `chunks of ${size}`);
+  }
+});
+
+test("readMultipart() hands a part's bytes on in the chunks it read, never copied", async () => {
+  const content = new Uint8Array(50_000).fill(0x41); // no byte of a delimiter's start
+  const form = new FormData();
+  form.append("photo", new Blob([content]), "a.jpg");
+  const { bytes, boundary } = await formBytes(form);
+  const read = new Set<ArrayBufferLike>();
+  const chunks = chunked(bytes, 4096).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        read.add(chunk.buffer);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  let total = 0;
+  let copies = 0;
+  await readMultipart(chunks, boundary, () => ({
+    write: (chunk) => {
+      total += chunk.length;
+      if (!read.has(chunk.buffer)) copies++;
+    },
+  }), LIMITS);
+  assert.equal(total, content.length);
+  assert.equal(copies, 0, "each write is a view of a chunk as read");
+});
+
 test("readMultipart() stops at its bounds: parts, header bytes, body bytes, a missing end", async () => {
   const many = manyParts(1000);
   const boundary = "----many-parts-boundary";
