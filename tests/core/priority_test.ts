@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { TaskManager } from "../../mod.ts";
+import { FakeClock } from "../_clock.ts";
 import { flush, gate, test } from "../_harness.ts";
 
 test("run() with priority: higher starts first, first in first out among equals", async () => {
@@ -80,6 +81,48 @@ test("a cancelled waiting task of any priority leaves the queue and never starts
   await tasks.idle();
   assert.deepEqual(ran, ["low"]);
   assert.equal(high.status, "cancelled");
+});
+
+test("activeTasks lists each running task once, in start order, when priorities and a retry reorder starts", async () => {
+  const clock = new FakeClock().install();
+  try {
+    const tasks = new TaskManager({ concurrency: 2 });
+    const gates = Object.fromEntries(
+      ["a", "b", "high", "low", "flaky"].map((name) => [name, gate()]),
+    );
+    const names = () => tasks.activeTasks.map((t) => t.name);
+    tasks.run("a", () => gates.a.promise);
+    tasks.run("b", () => gates.b.promise);
+    await flush();
+    tasks.run("flaky", async ({ attempt }) => {
+      if (attempt === 1) throw new Error("once");
+      await gates.flaky.promise;
+    }, { priority: 1, retry: { backoff: 5 } });
+    tasks.run("low", () => gates.low.promise);
+    tasks.run("high", () => gates.high.promise, { priority: 5 });
+    gates.a.resolve();
+    await flush();
+    assert.deepEqual(names(), ["b", "high"]);
+    // Not read again until flaky started twice, so both its starts are
+    // listed (a read drops the tasks that are not running).
+    const started: string[] = [];
+    tasks.addEventListener("start", (event) => started.push(event.task.name));
+    gates.b.resolve();
+    await flush();
+    await clock.advance(5);
+    gates.high.resolve();
+    await flush();
+    // flaky's first attempt failed at once; low took its slot; flaky started
+    // again when high returned: listed once, after low.
+    assert.deepEqual(started, ["flaky", "low", "flaky"]);
+    assert.deepEqual(names(), ["low", "flaky"]);
+    gates.low.resolve();
+    gates.flaky.resolve();
+    await tasks.idle();
+    assert.deepEqual(names(), []);
+  } finally {
+    clock.uninstall();
+  }
 });
 
 test("run() rejects a priority that is not a finite number", () => {
