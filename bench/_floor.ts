@@ -13,8 +13,15 @@ export class Floor {
   #id = 0;
   #limit: number;
   #idle: (() => void) | undefined;
-  constructor(limit: number) {
+  #events: EventTarget | undefined;
+  /**
+   * @param limit At most this many tasks run at once.
+   * @param events If given, each task dispatches a `start` and a `settle`
+   * `Event` on it: the least a manager whose events are real `Event`s adds.
+   */
+  constructor(limit: number, events?: EventTarget) {
     this.#limit = limit;
+    this.#events = events;
   }
   run(fn: (signal: AbortSignal) => unknown): number {
     const id = ++this.#id;
@@ -22,6 +29,7 @@ export class Floor {
     this.#tasks.set(id, controller);
     const done = () => {
       this.#tasks.delete(id);
+      this.#events?.dispatchEvent(new Event("settle"));
       this.#running--;
       if (this.#head < this.#queue.length) {
         this.#running++;
@@ -30,6 +38,7 @@ export class Floor {
     };
     const start = () => {
       let result: unknown;
+      this.#events?.dispatchEvent(new Event("start"));
       try {
         result = fn(controller.signal);
       } catch {
