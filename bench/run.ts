@@ -1,8 +1,8 @@
 // Runs every benchmark on this runtime, one process each, in sequence, then
 // draws bench/results/chart.svg. `deno task bench` and `bun run bench` run it.
 //
-//   deno run -A bench/run.ts [cost memory request server health]
-//   bun bench/run.ts [cost memory request server health]
+//   deno run -A bench/run.ts [cost events memory request server health]
+//   bun bench/run.ts [cost events memory request server health]
 //
 // With names, runs only those benchmarks (and the chart). Each benchmark
 // writes its results to bench/results/; a failed one stops the run with its
@@ -13,7 +13,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { runtime } from "./_runtime.ts";
 
-const BENCHMARKS = ["cost", "memory", "request", "server", "health"];
+const BENCHMARKS = ["cost", "events", "memory", "request", "server", "health"];
 
 const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
 const named = process.argv.slice(2);
