@@ -347,10 +347,10 @@ export class Scheduler {
     // which is add order until priorities or a retry start tasks in another
     // order; from then on, from a list of starts of its own.
     if (
-      this.#reorderStarts ||
-      ((this.#queue.ranked || task.extra?.attempt !== undefined) &&
-        this.#trackStarts())
-    ) this.#noteStart(task);
+      !this.#reorderStarts &&
+      (this.#queue.ranked || task.extra?.attempt !== undefined)
+    ) this.#trackStarts();
+    if (this.#reorderStarts) this.#noteStart(task);
     task.begin();
     task.group?.started(task);
     // A timer we clear when the task settles: an `AbortSignal.timeout`
@@ -689,12 +689,11 @@ export class Scheduler {
   // twice the running ones.
 
   /** Starts no longer follow add order: begins the list with what runs. */
-  #trackStarts(): true {
+  #trackStarts(): void {
     this.#reorderStarts = true;
     for (const task of this.#tasks.values()) {
       if (task.status === "running") this.#starts.push(task);
     }
-    return true;
   }
 
   #noteStart(task: TaskRecord): void {
