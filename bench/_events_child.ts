@@ -4,28 +4,17 @@
 // listener add to a task in each round (ns per task), interleaved with runs
 // without listeners, and whether the listeners got `TaskEvent`s.
 //
-//   <runtime> bench/_events_child.ts <module URL> <case> <rounds>
+//   <runtime> bench/_events_child.ts <module URL> <index in CASES> <rounds>
 
 import process from "node:process";
+import { CASES } from "./_cases.ts";
 import { interleaved } from "./_runtime.ts";
 
-const [url, name, roundsArg] = process.argv.slice(-3);
+const [url, index, roundsArg] = process.argv.slice(-3);
 const { TaskManager } = await import(url) as typeof import("../mod.ts");
 
 const N = 100_000;
-const cases: Record<string, { fn: () => unknown; concurrency: number }> = {
-  sync: { fn: () => {}, concurrency: Infinity },
-  async: { fn: async () => {}, concurrency: 64 },
-  awaits: {
-    fn: async () => {
-      await null;
-      await null;
-      await null;
-    },
-    concurrency: 1000,
-  },
-};
-const { fn, concurrency } = cases[name];
+const { fn, concurrency } = CASES[Number(index)];
 
 /** Whether the listeners got the manager's `TaskEvent`s (which carry `task`). */
 let taskEvents: boolean | undefined;

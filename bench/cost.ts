@@ -12,6 +12,7 @@
 import pLimit from "p-limit";
 import PQueue from "p-queue";
 import { type TaskEvent, TaskManager } from "../mod.ts";
+import { CASES } from "./_cases.ts";
 import { Floor } from "./_floor.ts";
 import { interleaved, median, runtime } from "./_runtime.ts";
 import { medianInterval } from "./_stats.ts";
@@ -81,25 +82,6 @@ const impls: Record<string, Impl> = {
   },
 };
 
-const cases: { name: string; fn: Fn; concurrency: number; only?: string[] }[] =
-  [
-    { name: "100k sync no-op, unlimited", fn: () => {}, concurrency: Infinity },
-    {
-      name: "100k `async () => {}`, concurrency 64",
-      fn: async () => {},
-      concurrency: 64,
-    },
-    {
-      name: "100k tasks awaiting 3 times, concurrency 1,000",
-      fn: async () => {
-        await null;
-        await null;
-        await null;
-      },
-      concurrency: 1000,
-    },
-  ];
-
 // What the runtime itself charges for two events (two `Event`s made and
 // dispatched to one listener each), timed in the same rounds twice: added to
 // the hand-written floor's tasks (above), which is the least any manager whose
@@ -158,7 +140,7 @@ out(
     "implementations interleaved within each round; ratios are medians of per-round ratios.",
 );
 
-for (const c of cases) {
+for (const c of CASES) {
   const names = Object.keys(impls);
   const samples = await interleaved(
     names,
@@ -221,7 +203,7 @@ if (!runtime.canGc) {
     "| case | TaskManager ns/task | floor ns/task | × floor (median, 93 % interval) |",
   );
   out("| --- | ---: | ---: | ---: |");
-  for (const c of cases) {
+  for (const c of CASES) {
     const samples = await interleaved(
       Object.keys(fresh),
       ROUNDS,
@@ -269,7 +251,7 @@ out(
   "| case | listeners add (ns/task) | Events add to the floor | Events in a bare loop | listeners ÷ the floor's Events | listeners ÷ the bare loop |",
 );
 out("| --- | ---: | ---: | ---: | ---: | ---: |");
-for (const c of cases) {
+for (const c of CASES) {
   const samples = await interleaved(
     eventImpls,
     EVENT_ROUNDS,

@@ -18,33 +18,31 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { CASES } from "./_cases.ts";
 import { copyWithPlainEvents } from "./_events_copy.ts";
 import { median, runtime } from "./_runtime.ts";
 
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 11);
 const ROOT = new URL("../", import.meta.url);
-const CASES = {
-  sync: "100k sync no-op, unlimited",
-  async: "100k `async () => {}`, concurrency 64",
-  awaits: "100k tasks awaiting 3 times, concurrency 1,000",
-};
 
 const copy = copyWithPlainEvents(ROOT);
 try {
   const modules = { ours: new URL("mod.ts", ROOT).href, plain: copy.module };
   const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
   const child = fileURLToPath(new URL("./_events_child.ts", import.meta.url));
-  const measure = (module: string, name: string): number => {
+  const measure = (module: string, index: number): number => {
     const taskEvents = module === modules.ours;
-    const args = [child, module, name, String(ROUNDS)];
+    const args = [child, module, String(index), String(ROUNDS)];
     const result = spawnSync(
       deno ? deno.execPath() : process.execPath,
       deno ? ["run", "-A", ...args] : args,
       { encoding: "utf8" },
     );
     if (result.status !== 0) {
-      throw new Error(`${name} with ${module} failed:\n${result.stderr}`);
+      throw new Error(
+        `${CASES[index].name} with ${module} failed:\n${result.stderr}`,
+      );
     }
     const found = JSON.parse(result.stdout);
     if (found.taskEvents !== taskEvents) {
@@ -72,26 +70,26 @@ try {
     "| case | TaskEvents add | the runtime's Events add | ratio (median) | ratio (min–max over pairs) |",
   );
   out("| --- | ---: | ---: | ---: | ---: |");
-  for (const [name, label] of Object.entries(CASES)) {
+  for (const [index, { name }] of CASES.entries()) {
     const ours: number[] = [];
     const plain: number[] = [];
     for (let pair = 0; pair < PAIRS; pair++) {
       // Alternate which goes first, so that neither always runs warmer.
       if (pair % 2 === 0) {
-        ours.push(measure(modules.ours, name));
-        plain.push(measure(modules.plain, name));
+        ours.push(measure(modules.ours, index));
+        plain.push(measure(modules.plain, index));
       } else {
-        plain.push(measure(modules.plain, name));
-        ours.push(measure(modules.ours, name));
+        plain.push(measure(modules.plain, index));
+        ours.push(measure(modules.ours, index));
       }
     }
     const ratios = ours.map((x, i) => x / plain[i]);
     out(
-      `| ${label} | ${median(ours).toFixed(0)} | ${
-        median(plain).toFixed(0)
-      } | ${(median(ours) / median(plain)).toFixed(2)} | ${
-        Math.min(...ratios).toFixed(2)
-      }–${Math.max(...ratios).toFixed(2)} |`,
+      `| ${name} | ${median(ours).toFixed(0)} | ${median(plain).toFixed(0)} | ${
+        (median(ours) / median(plain)).toFixed(2)
+      } | ${Math.min(...ratios).toFixed(2)}–${
+        Math.max(...ratios).toFixed(2)
+      } |`,
     );
   }
   const slug = runtime.name.split(" ")[0];

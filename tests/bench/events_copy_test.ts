@@ -6,7 +6,7 @@ import { copyWithPlainEvents } from "../../bench/_events_copy.ts";
 import { TaskEvent, TaskManager } from "../../mod.ts";
 import { test } from "../_harness.ts";
 
-/** The events one task's listeners get from a manager of `module`. */
+/** The events one task's `start` and `settle` listeners get from `Manager`. */
 async function eventsOf(
   Manager: typeof TaskManager,
 ): Promise<{ type: string; event: Event }[]> {
