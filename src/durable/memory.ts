@@ -190,13 +190,23 @@ export class MemoryBackend implements DurableBackend {
       this.#pump();
       return;
     }
-    // A timer waits at most 2^31 - 1 ms (about 24.8 days; a longer one fires
-    // at once), and a delay or backoff may be up to 30 days: wait in steps.
-    const step = Math.min(delay, MAX_TIMEOUT);
+    this.#waitUntil(entry, Date.now() + delay);
+  }
+
+  /**
+   * Delivers `entry` once the clock reads `dueAt`, as the other backends
+   * compare stored due times with it: a timer may fire a millisecond early
+   * by that clock (Node's did: 29 ms for 30), and waits at most 2^31 - 1 ms
+   * (about 24.8 days; a longer one fires at once), while a delay or backoff
+   * may be up to 30 days. So each timer checks the clock and waits again.
+   */
+  #waitUntil(entry: Entry, dueAt: number): void {
+    const left = dueAt - Date.now();
+    if (left <= 0) return this.#schedule(entry, 0, "due");
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      this.#schedule(entry, delay - step, "due");
-    }, step);
+      this.#waitUntil(entry, dueAt);
+    }, Math.min(left, MAX_TIMEOUT));
     this.#timers.add(timer);
   }
 

@@ -401,6 +401,33 @@ test("enqueue() with a delay runs the task not before it", async () => {
   await queue.close();
 });
 
+test("enqueue() with a delay runs the task not before it, even when a timer fires early", async () => {
+  // Timers that fire 10 ms before they were asked to, by Date.now(): the
+  // delay is kept by the clock, not by the timer.
+  const real = globalThis.setTimeout;
+  globalThis.setTimeout =
+    ((fn: () => void, ms = 0) =>
+      real(fn, Math.max(0, ms - 10))) as typeof setTimeout;
+  const queue = new DurableQueue(new MemoryBackend());
+  let ranAt = 0;
+  queue.define("later", () => {
+    ranAt = Date.now();
+  });
+  const tasks = new TaskManager();
+  const settled = settles(tasks, 1);
+  try {
+    queue.consume(tasks);
+    const before = Date.now();
+    await queue.enqueue("later", null, { delay: 30 });
+    await settled;
+    assert.ok(ranAt - before >= 30, `ran after ${ranAt - before} ms`);
+  } finally {
+    globalThis.setTimeout = real;
+    await tasks.shutdown();
+    await queue.close();
+  }
+});
+
 test("a task cancelled by shutdown is handed back without using an attempt", async () => {
   const backend = new MemoryBackend();
   const first = new DurableQueue(backend);
